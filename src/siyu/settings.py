@@ -105,13 +105,18 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- cache and task queue ---------------------------------------------------------------
 REDIS_URL = os.environ.get("SIYU_REDIS_URL", "")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
     HUEY = {
         "huey_class": "huey.RedisHuey",
         "name": os.environ.get("SIYU_QUEUE_NAME", "siyu"),
         "url": REDIS_URL,
         "immediate": env_bool("SIYU_TASKS_IMMEDIATE", False),
-        "consumer": {"workers": int(os.environ.get("SIYU_WORKER_THREADS", "4")), "worker_type": "thread"},
+        "consumer": {
+            "workers": int(os.environ.get("SIYU_WORKER_THREADS", "4")),
+            "worker_type": "thread",
+        },
     }
 else:
     # A file cache is shared by the server and the worker processes (unlike locmem).
@@ -126,7 +131,10 @@ else:
         "name": os.environ.get("SIYU_QUEUE_NAME", "siyu"),
         "filename": str(DATA_DIR / "queue.sqlite3"),
         "immediate": env_bool("SIYU_TASKS_IMMEDIATE", False),
-        "consumer": {"workers": int(os.environ.get("SIYU_WORKER_THREADS", "2")), "worker_type": "thread"},
+        "consumer": {
+            "workers": int(os.environ.get("SIYU_WORKER_THREADS", "2")),
+            "worker_type": "thread",
+        },
     }
 
 # --- auth -------------------------------------------------------------------------------
@@ -151,6 +159,7 @@ USE_TZ = True
 # --- static files -----------------------------------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
 STATICFILES_DIRS = [("vendor/echarts", NODE_MODULES_DIR / "echarts" / "dist")]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -166,7 +175,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("SIYU_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # The Huey consumer installs its own handler; do not print its lines twice.
+        "huey": {"propagate": False},
+    },
 }
 
 # --- the console (django-unfold) --------------------------------------------------------

@@ -96,9 +96,7 @@ class Role(TenantScopedModel):
         verbose_name = _("role")
         verbose_name_plural = _("roles")
         ordering = ["id"]
-        constraints = [
-            models.UniqueConstraint(fields=["tenant", "code"], name="role_unique_code")
-        ]
+        constraints = [models.UniqueConstraint(fields=["tenant", "code"], name="role_unique_code")]
 
     def __str__(self) -> str:
         return self.name

@@ -33,9 +33,7 @@ class DepartmentFactory(factory.django.DjangoModelFactory):
 
     @classmethod
     def _create(cls, model_class, *args, tenant, **kwargs):
-        return services.create_department(
-            tenant, by=services.system_actor(tenant), **kwargs
-        )
+        return services.create_department(tenant, by=services.system_actor(tenant), **kwargs)
 
 
 class StaffFactory(factory.django.DjangoModelFactory):
@@ -55,6 +53,9 @@ class StaffFactory(factory.django.DjangoModelFactory):
         staff = services.add_staff(tenant, by=actor, role_codes=roles, **kwargs)
         if login:
             services.create_console_user(
-                staff, username=f"{tenant.slug}-{staff.wecom_userid}", password=TEST_PASSWORD, by=actor
+                staff,
+                username=f"{tenant.slug}-{staff.wecom_userid}",
+                password=TEST_PASSWORD,
+                by=actor,
             )
         return staff

@@ -22,7 +22,18 @@ from siyu.testing.factories import DepartmentFactory, StaffFactory
         lambda: list(Staff.objects.iterator()),
         lambda: Staff.objects.in_bulk([1]),
     ],
-    ids=["list", "count", "exists", "first", "get", "update", "delete", "values", "iterator", "in_bulk"],
+    ids=[
+        "list",
+        "count",
+        "exists",
+        "first",
+        "get",
+        "update",
+        "delete",
+        "values",
+        "iterator",
+        "in_bulk",
+    ],
 )
 def test_an_unscoped_query_of_tenant_data_refuses_to_run(db, query):
     with pytest.raises(UnscopedQueryError):

@@ -1,0 +1,397 @@
+"""The ``siyu`` command: run the platform and administer tenants without the console.
+
+Every command is non-interactive, prints a clear message on bad input and exits non-zero
+on failure, so it can be scripted. Writes go through the same services as the console.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import Any
+
+import click
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+def _setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "siyu.settings")
+    import django
+
+    django.setup()
+
+
+def django_command(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Set Django up before the command and turn service errors into CLI errors."""
+
+    @wraps(function)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        _setup_django()
+        from django.core.exceptions import ImproperlyConfigured
+        from django.db import DatabaseError
+
+        from siyu.core.errors import ServiceError
+
+        try:
+            return function(*args, **kwargs)
+        except ServiceError as error:
+            raise click.ClickException(error.message) from error
+        except (ImproperlyConfigured, DatabaseError) as error:
+            raise click.ClickException(f"{type(error).__name__}: {error}") from error
+
+    return run
+
+
+def _tenant(slug: str):
+    from siyu.tenancy.models import Tenant
+
+    tenant = Tenant.objects.filter(slug=slug.strip().lower()).first()
+    if tenant is None:
+        raise click.ClickException(f"No tenant with slug '{slug}' (see: siyu tenant list)")
+    return tenant
+
+
+def _staff(tenant, wecom_userid: str):
+    from siyu.tenancy.models import Staff
+
+    staff = Staff.objects.for_tenant(tenant).filter(wecom_userid=wecom_userid).first()
+    if staff is None:
+        raise click.ClickException(f"No staff with WeCom userid '{wecom_userid}' in {tenant.slug}")
+    return staff
+
+
+def _cli_actor(tenant):
+    from siyu.tenancy.services import system_actor
+
+    return system_actor(tenant, channel="cli")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="siyu")
+def main() -> None:
+    """Siyu (私域): private-domain customer operations for WeCom brands."""
+
+
+# --- running the platform ---------------------------------------------------------------
+@main.command()
+@django_command
+def migrate() -> None:
+    """Create or upgrade the database schema."""
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=1)
+
+
+@main.command()
+@click.option("--host", default=DEFAULT_HOST, show_default=True)
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64))
+def serve(host: str, port: int, workers: int, threads: int) -> None:
+    """Serve the console, the API and H5 pages with gunicorn."""
+    from siyu.server import run_gunicorn
+
+    _setup_django()
+    run_gunicorn(host=host, port=port, workers=workers, threads=threads)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("huey_options", nargs=-1, type=click.UNPROCESSED)
+@django_command
+def worker(huey_options: tuple[str, ...]) -> None:
+    """Run the background worker (Huey consumer with its periodic scheduler)."""
+    from django.conf import settings
+    from django.core.management import call_command
+
+    mode = "redis" if settings.REDIS_URL else f"sqlite ({settings.HUEY['filename']})"
+    click.echo(f"Siyu worker: queue '{settings.HUEY['name']}' on {mode}")
+    call_command("run_huey", *huey_options)
+
+
+@main.group()
+def queue() -> None:
+    """Inspect the task queue."""
+
+
+@queue.command("ping")
+@click.option("--timeout", default=20.0, show_default=True, help="Seconds to wait for a worker.")
+@django_command
+def queue_ping(timeout: float) -> None:
+    """Send a task through the queue and wait for a worker to answer."""
+    from huey.exceptions import ResultTimeout
+
+    from siyu.core.tasks import echo
+
+    started = time.monotonic()
+    result = echo("ping")
+    try:
+        answer = result.get(blocking=True, timeout=timeout)
+    except ResultTimeout:
+        answer = None
+    if answer is None:
+        result.revoke()  # do not leave a stale ping for a worker that starts later
+        raise click.ClickException(f"No worker answered within {timeout:g}s")
+    elapsed_ms = (time.monotonic() - started) * 1000
+    click.echo(f"pong from {answer['host']} pid {answer['pid']} in {elapsed_ms:.0f} ms")
+
+
+@main.command()
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--no-worker", is_flag=True, help="Do not start the background worker.")
+@django_command
+def demo(port: int, no_worker: bool) -> None:
+    """Migrate, create the demo brand and admin, then run server and worker together."""
+    from django.core.management import call_command
+
+    from siyu.demo import ensure_demo_data
+
+    call_command("migrate", interactive=False, verbosity=0)
+    credentials = ensure_demo_data()
+    processes = {"server": [sys.executable, "-m", "siyu.cli", "serve", "--port", str(port)]}
+    if not no_worker:
+        processes["worker"] = [sys.executable, "-m", "siyu.cli", "worker"]
+    with _supervise(processes) as running:
+        _wait_until_healthy(port, running)
+        click.echo(
+            "\n".join(
+                [
+                    "",
+                    click.style("Siyu demo is running", fg="green", bold=True),
+                    f"  Console:  http://{DEFAULT_HOST}:{port}/console/",
+                    f"  API docs: http://{DEFAULT_HOST}:{port}/api/v1/docs",
+                    f"  Login:    {credentials.username} / {credentials.password}",
+                    f"  API key:  {credentials.api_key_note}",
+                    "  Stop with Ctrl-C.",
+                    "",
+                ]
+            )
+        )
+        _wait_for_exit(running)
+
+
+@contextmanager
+def _supervise(commands: dict[str, list[str]]) -> Iterator[dict[str, subprocess.Popen]]:
+    """Start child processes and stop them all when any exits or on Ctrl-C."""
+    running = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}
+    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    try:
+        yield running
+    except KeyboardInterrupt:
+        click.echo("\nStopping…")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for process in running.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in running.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _wait_until_healthy(port: int, running: dict[str, subprocess.Popen]) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for name, process in running.items():
+            if process.poll() is not None:
+                raise click.ClickException(f"The {name} exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://{DEFAULT_HOST}:{port}/healthz", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise click.ClickException(f"The server did not answer on port {port} within 60 s")
+
+
+def _wait_for_exit(running: dict[str, subprocess.Popen]) -> None:
+    while True:
+        for name, process in running.items():
+            if process.poll() is not None:
+                raise click.ClickException(f"The {name} exited with code {process.returncode}")
+        time.sleep(0.5)
+
+
+# --- tenants ----------------------------------------------------------------------------
+@main.group()
+def tenant() -> None:
+    """Manage tenants (brands)."""
+
+
+@tenant.command("add")
+@click.argument("slug")
+@click.option("--name", required=True, help="Brand name shown in the console.")
+@click.option("--corp-id", default="", help="WeCom corp id (ww…).")
+@click.option("--secret", default="", help="WeCom customer-contact secret.")
+@click.option("--callback-token", default="", help="Token of the WeCom callback.")
+@click.option("--callback-aes-key", default="", help="EncodingAESKey of the WeCom callback.")
+@django_command
+def tenant_add(
+    slug: str, name: str, corp_id: str, secret: str, callback_token: str, callback_aes_key: str
+) -> None:
+    """Create a tenant with its six built-in roles."""
+    from siyu.tenancy.services import create_tenant
+
+    created = create_tenant(
+        slug=slug,
+        name=name,
+        wecom_corp_id=corp_id,
+        wecom_contact_secret=secret,
+        wecom_callback_token=callback_token,
+        wecom_callback_aes_key=callback_aes_key,
+    )
+    click.echo(f"Created tenant {created.slug} (id {created.pk}): {created.name}")
+
+
+@tenant.command("list")
+@django_command
+def tenant_list() -> None:
+    """List tenants."""
+    from siyu.tenancy.models import Tenant
+
+    for row in Tenant.objects.order_by("slug"):
+        status = "active" if row.is_active else "inactive"
+        click.echo(f"{row.slug}\t{row.name}\t{row.wecom_corp_id or '-'}\t{status}")
+
+
+# --- staff and console users ------------------------------------------------------------
+@main.group()
+def staff() -> None:
+    """Manage a tenant's staff."""
+
+
+@staff.command("add")
+@click.option("--tenant", "tenant_slug", required=True, help="Tenant slug.")
+@click.option("--userid", required=True, help="The member's WeCom userid.")
+@click.option("--name", required=True)
+@click.option("--role", "roles", multiple=True, help="Role code (repeatable); default sales.")
+@click.option("--department", default=None, help="Department name (created if missing).")
+@django_command
+def staff_add(
+    tenant_slug: str, userid: str, name: str, roles: tuple[str, ...], department: str | None
+) -> None:
+    """Add a staff member."""
+    from siyu.tenancy import services
+    from siyu.tenancy.models import Department
+
+    brand = _tenant(tenant_slug)
+    actor = _cli_actor(brand)
+    dept = None
+    if department:
+        dept = Department.objects.for_tenant(brand).filter(name=department).first()
+        dept = dept or services.create_department(brand, name=department, by=actor)
+    member = services.add_staff(
+        brand,
+        wecom_userid=userid,
+        name=name,
+        department=dept,
+        role_codes=roles or ("sales",),
+        by=actor,
+    )
+    click.echo(f"Added staff {member.name} ({member.wecom_userid}) to {brand.slug}")
+
+
+@main.group()
+def user() -> None:
+    """Manage console logins."""
+
+
+@user.command("add")
+@click.option("--tenant", "tenant_slug", required=True, help="Tenant slug.")
+@click.option("--staff", "staff_userid", required=True, help="WeCom userid of the staff.")
+@click.option("--username", required=True)
+@click.option(
+    "--password",
+    envvar="SIYU_USER_PASSWORD",
+    default=None,
+    help="Password (or SIYU_USER_PASSWORD); generated and printed when omitted.",
+)
+@click.option("--superuser", is_flag=True, help="May also manage all tenants.")
+@django_command
+def user_add(
+    tenant_slug: str, staff_userid: str, username: str, password: str | None, superuser: bool
+) -> None:
+    """Give a staff member a console login."""
+    import secrets
+
+    from siyu.tenancy.services import create_console_user
+
+    brand = _tenant(tenant_slug)
+    member = _staff(brand, staff_userid)
+    generated = password is None
+    password = password or secrets.token_urlsafe(12)
+    create_console_user(
+        member, username=username, password=password, is_superuser=superuser, by=_cli_actor(brand)
+    )
+    click.echo(f"Created console login '{username}' for {member.name}")
+    if generated:
+        click.echo(f"Password: {password}")
+
+
+# --- API keys ---------------------------------------------------------------------------
+@main.group()
+def apikey() -> None:
+    """Manage API keys."""
+
+
+@apikey.command("add")
+@click.option("--tenant", "tenant_slug", required=True, help="Tenant slug.")
+@click.option("--name", default="cli", show_default=True, help="What the key is for.")
+@click.option(
+    "--scopes",
+    default="tenant:read,staff:read,events:read",
+    show_default=True,
+    help="Comma-separated scopes.",
+)
+@click.option("--staff", "staff_userid", default=None, help="Act as this staff (their scope).")
+@click.option("--expires-days", default=None, type=int, help="Expire after N days.")
+@django_command
+def apikey_add(
+    tenant_slug: str, name: str, scopes: str, staff_userid: str | None, expires_days: int | None
+) -> None:
+    """Create an API key and print it once (it is stored only as a hash)."""
+    from siyu.tenancy.services import create_api_key
+
+    brand = _tenant(tenant_slug)
+    member = _staff(brand, staff_userid) if staff_userid else None
+    key, raw_key = create_api_key(
+        brand,
+        name=name,
+        scopes=[s.strip() for s in scopes.split(",") if s.strip()],
+        staff=member,
+        expires_in_days=expires_days,
+        by=_cli_actor(brand),
+    )
+    click.echo(f"Created API key {key.prefix} ({', '.join(key.scopes)}). It is shown only once:")
+    click.echo(raw_key)
+
+
+@apikey.command("revoke")
+@click.option("--tenant", "tenant_slug", required=True, help="Tenant slug.")
+@click.argument("prefix")
+@django_command
+def apikey_revoke(tenant_slug: str, prefix: str) -> None:
+    """Revoke the key with the given prefix."""
+    from siyu.tenancy.models import ApiKey
+    from siyu.tenancy.services import revoke_api_key
+
+    brand = _tenant(tenant_slug)
+    key = ApiKey.objects.for_tenant(brand).filter(prefix=prefix).first()
+    if key is None:
+        raise click.ClickException(f"No API key with prefix '{prefix}' in {brand.slug}")
+    revoke_api_key(key, by=_cli_actor(brand))
+    click.echo(f"Revoked API key {prefix}")
+
+
+if __name__ == "__main__":
+    main()
