@@ -16,7 +16,7 @@ from django.templatetags.static import static
 from django.urls import reverse_lazy
 from django.utils.translation import gettext_lazy as _
 
-from siyu.core.config import env_bool, env_list, persistent_secret
+from siyu.core.config import SQLITE_OPTIONS, env_bool, env_list, persistent_secret
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DATA_DIR = Path(os.environ.get("SIYU_DATA_DIR", Path.cwd() / "var")).resolve()
@@ -86,15 +86,7 @@ TEMPLATES = [
 DATABASE_URL = os.environ.get("SIYU_DATABASE_URL") or f"sqlite:///{DATA_DIR / 'siyu.sqlite3'}"
 _database = dj_database_url.parse(DATABASE_URL, conn_max_age=0)
 if _database["ENGINE"] == "django.db.backends.sqlite3":
-    _database["OPTIONS"] = {
-        # WAL lets the worker write while the server reads; IMMEDIATE avoids the
-        # "database is locked" upgrade deadlock; the busy timeout waits instead of failing.
-        "init_command": (
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
-        ),
-        "transaction_mode": "IMMEDIATE",
-        "timeout": 20,
-    }
+    _database["OPTIONS"] = dict(SQLITE_OPTIONS)
     _database["TEST"] = {"NAME": os.environ.get("SIYU_TEST_SQLITE_NAME")}
 elif _database["ENGINE"] == "django.db.backends.postgresql":
     _database["CONN_MAX_AGE"] = int(os.environ.get("SIYU_DB_CONN_MAX_AGE", "60"))

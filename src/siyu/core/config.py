@@ -10,6 +10,15 @@ import os
 import secrets
 from pathlib import Path
 
+# WAL lets the worker write while the server reads; IMMEDIATE transactions avoid the
+# "database is locked" deadlock of upgrading a read lock; the busy timeout waits instead of
+# failing when another process holds the write lock.
+SQLITE_OPTIONS = {
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+}
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
