@@ -8,12 +8,21 @@ from huey.contrib.djhuey import HUEY
 from siyu.tenancy import services
 from siyu.testing.factories import TEST_PASSWORD, StaffFactory, TenantFactory
 
+# API fixtures (api, api_as, api_key_for, session_api, anonymous) for every domain's tests.
+pytest_plugins = ["siyu.testing.api"]
+
 
 @pytest.fixture(autouse=True)
 def _tasks_run_inline():
     """Tasks run in-process in tests (the Redis test starts a real worker instead)."""
     HUEY.immediate = True
     yield
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Production hashes passwords slowly on purpose; tests log in hundreds of times."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "huey.contrib.djhuey",
+    "ninja",  # serves the API docs page's Swagger UI files locally (no CDN)
     "siyu.tenancy",
     "siyu.core",
 ]
