@@ -6,6 +6,7 @@ Console views, API handlers and CLI commands all call these.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import re
 import secrets
@@ -18,9 +19,11 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from siyu.core.audit import diff, record_audit
-from siyu.core.errors import Conflict, InvalidInput, NotFound
+from siyu.core.crypto import mask_secret
+from siyu.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from siyu.core.events import record_event
 from siyu.core.scoping import DataScope
 from siyu.tenancy.actor import Actor
@@ -32,7 +35,9 @@ CORP_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 USERID_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 AES_KEY_LENGTH = 43  # WeCom's EncodingAESKey: 43 characters of base64 without padding
 API_KEY_PREFIX = "siyu_"
-SECRET_FIELDS = frozenset({"wecom_contact_secret", "wecom_callback_token", "wecom_callback_aes_key"})
+SECRET_FIELDS = frozenset(
+    {"wecom_contact_secret", "wecom_callback_token", "wecom_callback_aes_key"}
+)
 
 
 # --- actors -----------------------------------------------------------------------------
@@ -53,7 +58,9 @@ def actor_for_staff(
 ) -> Actor:
     """The effective rights of a staff member: union of role permissions, widest scope."""
     roles = list(staff.roles.all())
-    scope = max((DataScope(r.data_scope) for r in roles), key=lambda s: s.width, default=DataScope.OWN)
+    scope = max(
+        (DataScope(r.data_scope) for r in roles), key=lambda s: s.width, default=DataScope.OWN
+    )
     return Actor(
         tenant=staff.tenant,
         staff=staff,
@@ -101,15 +108,25 @@ def department_subtree(staff: Staff) -> set[int]:
 
 # --- tenants ----------------------------------------------------------------------------
 def _validate_wecom_settings(values: dict[str, str]) -> None:
+    """Refuse malformed WeCom settings; details name the field but never echo a secret."""
     corp_id = values.get("wecom_corp_id")
     if corp_id and not CORP_ID_PATTERN.match(corp_id):
-        raise InvalidInput("WeCom corp id may hold only letters, digits, '-' and '_'")
+        raise InvalidInput(
+            _("WeCom corp id may hold only letters, digits, '-' and '_'"),
+            details={"wecom_corp_id": corp_id},
+        )
     aes_key = values.get("wecom_callback_aes_key")
     if aes_key and (len(aes_key) != AES_KEY_LENGTH or not re.fullmatch(r"[A-Za-z0-9+/]+", aes_key)):
-        raise InvalidInput("The callback EncodingAESKey must be 43 base64 characters")
+        raise InvalidInput(
+            _("The callback EncodingAESKey must be 43 base64 characters"),
+            details={"wecom_callback_aes_key": mask_secret(aes_key)},
+        )
     token = values.get("wecom_callback_token")
     if token and not re.fullmatch(r"[A-Za-z0-9]{1,32}", token):
-        raise InvalidInput("The callback token must be 1 to 32 letters or digits")
+        raise InvalidInput(
+            _("The callback token must be 1 to 32 letters or digits"),
+            details={"wecom_callback_token": mask_secret(token)},
+        )
 
 
 @transaction.atomic
@@ -128,13 +145,19 @@ def create_tenant(
     name = name.strip()
     if not SLUG_PATTERN.match(slug):
         raise InvalidInput(
-            "Slug must be 3-50 lowercase letters, digits or '-', not starting or ending with '-'",
+            _(
+                "Slug must be 3-50 lowercase letters, digits or '-', "
+                "not starting or ending with '-'"
+            ),
             details={"slug": slug},
         )
     if not name:
-        raise InvalidInput("Tenant name is required")
+        raise InvalidInput(_("Tenant name is required"), details={"name": ""})
     if Tenant.objects.filter(slug=slug).exists():
-        raise Conflict(f"A tenant with slug '{slug}' already exists", details={"slug": slug})
+        raise Conflict(
+            _("A tenant with slug '%(slug)s' already exists") % {"slug": slug},
+            details={"slug": slug},
+        )
     secrets_given = {
         "wecom_corp_id": wecom_corp_id.strip(),
         "wecom_contact_secret": wecom_contact_secret.strip(),
@@ -166,11 +189,13 @@ def update_tenant(tenant: Tenant, *, by: Actor, **values: Any) -> Tenant:
     allowed = {"name", "is_active", "wecom_corp_id", *SECRET_FIELDS}
     unknown = set(values) - allowed
     if unknown:
-        raise InvalidInput(f"Unknown tenant fields: {', '.join(sorted(unknown))}")
+        raise InvalidInput(
+            _("Unknown tenant fields: %(fields)s") % {"fields": ", ".join(sorted(unknown))}
+        )
     values = {k: v.strip() if isinstance(v, str) else v for k, v in values.items()}
     values = {k: v for k, v in values.items() if not (k in SECRET_FIELDS and not v)}
     if "name" in values and not values["name"]:
-        raise InvalidInput("Tenant name is required")
+        raise InvalidInput(_("Tenant name is required"), details={"name": ""})
     _validate_wecom_settings(values)
     changes = diff(tenant, values, secret_fields=SECRET_FIELDS)
     if not changes:
@@ -195,18 +220,243 @@ def create_department(
 ) -> Department:
     name = name.strip()
     if not name:
-        raise InvalidInput("Department name is required")
+        raise InvalidInput(_("Department name is required"), details={"name": ""})
     if parent is not None and parent.tenant_id != tenant.pk:
-        raise NotFound("Parent department not found")
+        raise NotFound(_("Parent department not found"))
     departments = Department.objects.for_tenant(tenant)
     if wecom_id is not None and departments.filter(wecom_id=wecom_id).exists():
-        raise Conflict(f"Department with WeCom id {wecom_id} already exists")
+        raise Conflict(
+            _("Department with WeCom id %(wecom_id)s already exists") % {"wecom_id": wecom_id},
+            details={"wecom_id": wecom_id},
+        )
     department = departments.create(tenant=tenant, name=name, parent=parent, wecom_id=wecom_id)
     record_audit(by, "department.created", department)
     return department
 
 
+def _descendant_ids(department: Department) -> set[int]:
+    """Ids of the departments below ``department`` (not itself)."""
+    children: dict[int | None, list[int]] = {}
+    for dept_id, parent_id in Department.objects.for_tenant(department.tenant_id).values_list(
+        "id", "parent_id"
+    ):
+        children.setdefault(parent_id, []).append(dept_id)
+    found: set[int] = set()
+    frontier = list(children.get(department.pk, ()))
+    while frontier:
+        current = frontier.pop()
+        if current not in found:
+            found.add(current)
+            frontier.extend(children.get(current, ()))
+    return found
+
+
+@transaction.atomic
+def update_department(
+    department: Department,
+    *,
+    by: Actor,
+    name: str | None = None,
+    parent: Department | type[Ellipsis] | None = ...,
+    wecom_id: int | type[Ellipsis] | None = ...,
+) -> Department:
+    """Rename a department, move it under another one or change its WeCom id.
+
+    A department cannot move below itself: the data scope walks the tree downwards and a
+    cycle would make it endless.
+    """
+    values: dict[str, Any] = {}
+    if name is not None:
+        if not name.strip():
+            raise InvalidInput(_("Department name is required"), details={"name": ""})
+        values["name"] = name.strip()
+    if parent is not ...:
+        if parent is not None:
+            if parent.tenant_id != department.tenant_id:
+                raise NotFound(_("Parent department not found"))
+            if parent.pk == department.pk or parent.pk in _descendant_ids(department):
+                raise InvalidInput(
+                    _("A department cannot be moved below itself"), details={"parent": parent.pk}
+                )
+        values["parent"] = parent
+    if wecom_id is not ...:
+        taken = (
+            Department.objects.for_tenant(department.tenant_id)
+            .filter(wecom_id=wecom_id)
+            .exclude(pk=department.pk)
+        )
+        if wecom_id is not None and taken.exists():
+            raise Conflict(
+                _("Department with WeCom id %(wecom_id)s already exists") % {"wecom_id": wecom_id},
+                details={"wecom_id": wecom_id},
+            )
+        values["wecom_id"] = wecom_id
+    changes = diff(department, values)
+    if not changes:
+        return department
+    for field, value in values.items():
+        setattr(department, field, value)
+    department.save(update_fields=list(values))
+    record_audit(by, "department.updated", department, changes=changes)
+    return department
+
+
+# --- roles ------------------------------------------------------------------------------
+ROLE_CODE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+# ``app_label.codename`` or a glob over it (``customers.*``, ``*.view_*``), or ``*`` for all.
+PERMISSION_PATTERN = re.compile(r"^(\*|[a-z0-9_*?\[\]]+\.[a-z0-9_*?\[\]]+)$")
+ROLE_MANAGEMENT_PERMISSION = "tenancy.change_role"
+
+
+def _clean_permissions(permissions: Iterable[str]) -> list[str]:
+    cleaned = list(dict.fromkeys(p.strip() for p in permissions if p and p.strip()))
+    invalid = [p for p in cleaned if not PERMISSION_PATTERN.match(p)]
+    if invalid:
+        raise InvalidInput(
+            _(
+                "Invalid permission pattern(s): %(invalid)s. Use app_label.codename, "
+                "a glob such as customers.* or *.view_*, or * for everything"
+            )
+            % {"invalid": ", ".join(invalid)},
+            details={"permissions": invalid},
+        )
+    return cleaned
+
+
+def _clean_data_scope(data_scope: str) -> str:
+    if data_scope not in DataScope.values:
+        raise InvalidInput(
+            _("Unknown data scope '%(scope)s'; known: %(known)s")
+            % {"scope": data_scope, "known": ", ".join(DataScope.values)},
+            details={"data_scope": data_scope},
+        )
+    return data_scope
+
+
+@transaction.atomic
+def create_role(
+    tenant: Tenant,
+    *,
+    code: str,
+    name: str,
+    by: Actor,
+    permissions: Sequence[str] = (),
+    data_scope: str = DataScope.OWN,
+) -> Role:
+    """Add a tenant-specific role next to the built-in ones."""
+    code = code.strip().lower()
+    name = name.strip()
+    if not ROLE_CODE_PATTERN.match(code):
+        raise InvalidInput(
+            _("Role code must be 1-40 lowercase letters, digits, '-' or '_'"),
+            details={"code": code},
+        )
+    if not name:
+        raise InvalidInput(_("Role name is required"), details={"name": ""})
+    roles = Role.objects.for_tenant(tenant)
+    if roles.filter(code=code).exists():
+        raise Conflict(
+            _("A role with code '%(code)s' already exists") % {"code": code},
+            details={"code": code},
+        )
+    permissions = _clean_permissions(permissions)
+    data_scope = _clean_data_scope(data_scope)
+    _ensure_within_own_rights(by, permissions, data_scope)
+    role = roles.create(
+        tenant=tenant, code=code, name=name, permissions=permissions, data_scope=data_scope
+    )
+    record_audit(
+        by,
+        "role.created",
+        role,
+        changes={"permissions": [None, role.permissions], "data_scope": [None, role.data_scope]},
+    )
+    return role
+
+
+def _keeps_role_management(by: Actor, role: Role, new_permissions: list[str]) -> bool:
+    """Whether ``by`` may still manage roles once ``role`` holds ``new_permissions``."""
+    if by.is_superuser or by.staff is None or not by.staff.roles.filter(pk=role.pk).exists():
+        return True
+    patterns = list(new_permissions)
+    for other in by.staff.roles.exclude(pk=role.pk):
+        patterns.extend(other.permissions)
+    return any(fnmatch.fnmatchcase(ROLE_MANAGEMENT_PERMISSION, p) for p in patterns)
+
+
+@transaction.atomic
+def update_role(
+    role: Role,
+    *,
+    by: Actor,
+    name: str | None = None,
+    permissions: Sequence[str] | None = None,
+    data_scope: str | None = None,
+) -> Role:
+    """Rename a role or change its permissions or data scope (built-in roles included).
+
+    Refuses a change that would take away the editor's own right to manage roles, so that
+    a tenant cannot lock every administrator out by accident.
+    """
+    values: dict[str, Any] = {}
+    if name is not None:
+        if not name.strip():
+            raise InvalidInput(_("Role name is required"), details={"name": ""})
+        values["name"] = name.strip()
+    if permissions is not None:
+        values["permissions"] = _clean_permissions(permissions)
+        if not _keeps_role_management(by, role, values["permissions"]):
+            raise InvalidInput(
+                _("You cannot take away your own right to manage roles"),
+                details={"permissions": values["permissions"]},
+            )
+    if data_scope is not None:
+        values["data_scope"] = _clean_data_scope(data_scope)
+    changes = diff(role, values)
+    if not changes:
+        return role
+    added = set(values.get("permissions", ())) - set(role.permissions)
+    _ensure_within_own_rights(by, added, values.get("data_scope", DataScope.OWN))
+    for field, value in values.items():
+        setattr(role, field, value)
+    role.save(update_fields=list(values))
+    record_audit(by, "role.updated", role, changes=changes)
+    return role
+
+
 # --- staff ------------------------------------------------------------------------------
+def _ensure_within_own_rights(by: Actor, permissions: Iterable[str], data_scope: str) -> None:
+    """Refuse to grant more than the granting actor holds (no privilege escalation).
+
+    A permission pattern is within the actor's rights when, read as a name, it matches one of
+    the actor's own patterns (``customers.view_*`` is within ``customers.*``); a data scope
+    when it is no wider than the actor's.
+    """
+    if by.is_superuser:
+        return
+    beyond = sorted(
+        pattern
+        for pattern in permissions
+        if not any(fnmatch.fnmatchcase(pattern, own) for own in by.permission_patterns)
+    )
+    if beyond:
+        raise Forbidden(
+            _("You cannot grant permissions you do not hold yourself: %(permissions)s")
+            % {"permissions": ", ".join(beyond)},
+            details={"permissions": beyond},
+        )
+    if DataScope(data_scope).width > DataScope(by.data_scope).width:
+        raise Forbidden(
+            _("You cannot grant a data scope wider than your own"),
+            details={"data_scope": data_scope},
+        )
+
+
+def _ensure_may_grant_roles(by: Actor, roles: Iterable[Role]) -> None:
+    for role in roles:
+        _ensure_within_own_rights(by, role.permissions, role.data_scope)
+
+
 def _roles_by_code(tenant: Tenant, codes: Iterable[str]) -> list[Role]:
     codes = list(dict.fromkeys(codes))
     roles = list(Role.objects.for_tenant(tenant).filter(code__in=codes))
@@ -214,7 +464,8 @@ def _roles_by_code(tenant: Tenant, codes: Iterable[str]) -> list[Role]:
     if missing:
         known = ", ".join(Role.objects.for_tenant(tenant).values_list("code", flat=True))
         raise InvalidInput(
-            f"Unknown role(s): {', '.join(missing)}; known roles: {known}",
+            _("Unknown role(s): %(missing)s; known roles: %(known)s")
+            % {"missing": ", ".join(missing), "known": known},
             details={"roles": missing},
         )
     return roles
@@ -235,20 +486,22 @@ def add_staff(
     name = name.strip()
     if not USERID_PATTERN.match(wecom_userid):
         raise InvalidInput(
-            "WeCom userid must be 1-64 letters, digits or _ . @ -",
+            _("WeCom userid must be 1-64 letters, digits or _ . @ -"),
             details={"wecom_userid": wecom_userid},
         )
     if not name:
-        raise InvalidInput("Staff name is required")
+        raise InvalidInput(_("Staff name is required"), details={"name": ""})
     if department is not None and department.tenant_id != tenant.pk:
-        raise NotFound("Department not found")
+        raise NotFound(_("Department not found"))
     staff_rows = Staff.objects.for_tenant(tenant)
     if staff_rows.filter(wecom_userid=wecom_userid).exists():
         raise Conflict(
-            f"Staff with WeCom userid '{wecom_userid}' already exists",
+            _("Staff with WeCom userid '%(wecom_userid)s' already exists")
+            % {"wecom_userid": wecom_userid},
             details={"wecom_userid": wecom_userid},
         )
     roles = _roles_by_code(tenant, role_codes)
+    _ensure_may_grant_roles(by, roles)
     staff = staff_rows.create(
         tenant=tenant, wecom_userid=wecom_userid, name=name, department=department
     )
@@ -270,18 +523,18 @@ def update_staff(
     *,
     by: Actor,
     name: str | None = None,
-    department: Department | None | type[Ellipsis] = ...,
+    department: Department | type[Ellipsis] | None = ...,
     role_codes: Sequence[str] | None = None,
 ) -> Staff:
     """Rename a staff member, move them to a department or change their roles."""
     values: dict[str, Any] = {}
     if name is not None:
         if not name.strip():
-            raise InvalidInput("Staff name is required")
+            raise InvalidInput(_("Staff name is required"), details={"name": ""})
         values["name"] = name.strip()
     if department is not ...:
         if department is not None and department.tenant_id != staff.tenant_id:
-            raise NotFound("Department not found")
+            raise NotFound(_("Department not found"))
         values["department"] = department
     changes = diff(staff, values)
     if role_codes is not None:
@@ -290,7 +543,8 @@ def update_staff(
         after = sorted(r.code for r in roles)
         if before != after:
             if by.staff_id == staff.pk and "admin" in before and "admin" not in after:
-                raise InvalidInput("You cannot remove your own administrator role")
+                raise InvalidInput(_("You cannot remove your own administrator role"))
+            _ensure_may_grant_roles(by, [r for r in roles if r.code not in before])
             staff.roles.set(roles)
             changes["roles"] = [before, after]
     if not changes:
@@ -300,7 +554,11 @@ def update_staff(
     if values:
         staff.save(update_fields=list(values))
     record_event(
-        staff.tenant, "staff.updated", staff=staff, payload={"fields": sorted(changes)}, source=by.channel
+        staff.tenant,
+        "staff.updated",
+        staff=staff,
+        payload={"fields": sorted(changes)},
+        source=by.channel,
     )
     record_audit(by, "staff.updated", staff, changes=changes)
     return staff
@@ -316,7 +574,7 @@ def mark_staff_departed(staff: Staff, *, by: Actor) -> Staff:
     if staff.status == Staff.Status.DEPARTED:
         return staff
     if by.staff_id == staff.pk:
-        raise InvalidInput("You cannot mark yourself as departed")
+        raise InvalidInput(_("You cannot mark yourself as departed"))
     staff.status = Staff.Status.DEPARTED
     staff.departed_at = timezone.now()
     staff.save(update_fields=["status", "departed_at"])
@@ -342,16 +600,21 @@ def create_console_user(
     username = username.strip()
     User = get_user_model()
     if not username:
-        raise InvalidInput("Username is required")
+        raise InvalidInput(_("Username is required"), details={"username": ""})
     if staff.user_id:
-        raise Conflict(f"{staff} already has a console login")
+        raise Conflict(_("%(staff)s already has a console login") % {"staff": staff})
     if User.objects.filter(username=username).exists():
-        raise Conflict(f"Username '{username}' is taken", details={"username": username})
+        raise Conflict(
+            _("Username '%(username)s' is taken") % {"username": username},
+            details={"username": username},
+        )
     user = User(username=username, is_staff=True, is_superuser=is_superuser)
     try:
         validate_password(password, user)
     except ValidationError as error:
-        raise InvalidInput(" ".join(error.messages), details={"password": error.messages}) from error
+        raise InvalidInput(
+            " ".join(error.messages), details={"password": error.messages}
+        ) from error
     user.set_password(password)
     user.save()
     staff.user = user
@@ -379,19 +642,19 @@ def create_api_key(
     """Create a key and return it with its plaintext, which is never stored or shown again."""
     name = name.strip()
     if not name:
-        raise InvalidInput("API key name is required")
+        raise InvalidInput(_("API key name is required"), details={"name": ""})
     scopes = list(dict.fromkeys(scopes))
     unknown = sorted(set(scopes) - set(API_SCOPES))
     if unknown or not scopes:
         raise InvalidInput(
-            f"Unknown or missing scopes: {', '.join(unknown) or '(none given)'}; "
-            f"known scopes: {', '.join(API_SCOPES)}",
+            _("Unknown or missing scopes: %(unknown)s; known scopes: %(known)s")
+            % {"unknown": ", ".join(unknown) or _("(none given)"), "known": ", ".join(API_SCOPES)},
             details={"scopes": unknown},
         )
     if staff is not None and staff.tenant_id != tenant.pk:
-        raise NotFound("Staff not found")
+        raise NotFound(_("Staff not found"))
     if expires_in_days is not None and expires_in_days <= 0:
-        raise InvalidInput("expires_in_days must be positive")
+        raise InvalidInput(_("expires_in_days must be positive"))
     prefix = secrets.token_hex(4)
     raw_key = f"{API_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     key = ApiKey.objects.for_tenant(tenant).create(

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth import authenticate
 from django.utils import timezone
 
-from siyu.core.errors import Conflict, InvalidInput, NotFound
+from siyu.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from siyu.core.models import AuditEntry, Event
 from siyu.tenancy import services
 from siyu.tenancy.models import ApiKey, Staff
@@ -114,3 +114,55 @@ def test_tenant_update_keeps_blank_secrets_and_audits_them_masked(tenant, admin_
     entries = AuditEntry.objects.for_tenant(tenant).filter(action="tenant.updated")
     assert "first-secret-value" not in str(list(entries.values_list("changes", flat=True)))
     assert entries.filter(changes__wecom_contact_secret=["", "fir******lue"]).exists()
+
+
+@pytest.fixture
+def staff_manager(tenant):
+    """A custom role that may manage staff and roles but holds nothing else."""
+    services.create_role(
+        tenant,
+        code="hr",
+        name="HR",
+        permissions=["tenancy.*_staff", "tenancy.*_role"],
+        data_scope="department",
+        by=services.system_actor(tenant),
+    )
+    return StaffFactory(tenant=tenant, roles=["hr"])
+
+
+def test_a_staff_manager_cannot_grant_roles_beyond_their_own_rights(
+    tenant, staff_manager, actor_of
+):
+    actor = actor_of(staff_manager)
+    colleague = StaffFactory(tenant=tenant, roles=["hr"])
+    with pytest.raises(Forbidden):
+        services.update_staff(colleague, role_codes=["hr", "admin"], by=actor)
+    with pytest.raises(Forbidden):
+        services.update_staff(staff_manager, role_codes=["hr", "admin"], by=actor)
+    with pytest.raises(Forbidden):
+        services.add_staff(tenant, wecom_userid="new1", name="N", role_codes=["analyst"], by=actor)
+    assert list(colleague.roles.values_list("code", flat=True)) == ["hr"]
+
+
+def test_a_role_cannot_be_widened_beyond_the_editors_rights(tenant, staff_manager, actor_of):
+    from siyu.tenancy.models import Role
+
+    actor = actor_of(staff_manager)
+    hr = Role.objects.for_tenant(tenant).get(code="hr")
+    with pytest.raises(Forbidden):
+        services.update_role(hr, permissions=[*hr.permissions, "*"], by=actor)
+    with pytest.raises(Forbidden):
+        services.update_role(hr, data_scope="tenant", by=actor)
+    with pytest.raises(Forbidden):
+        services.create_role(
+            tenant, code="x", name="X", permissions=["core.*"], data_scope="own", by=actor
+        )
+    # within their rights is fine
+    services.create_role(
+        tenant,
+        code="viewer",
+        name="Viewer",
+        permissions=["tenancy.view_staff"],
+        data_scope="own",
+        by=actor,
+    )
