@@ -6,15 +6,18 @@ import pytest
 from huey.contrib.djhuey import HUEY
 
 from siyu.tenancy import services
-from siyu.testing.console import ensure_messages_compiled
 from siyu.testing.factories import TEST_PASSWORD, StaffFactory, TenantFactory
 
 # Shared fixtures for every domain's tests: API clients and keys (api, api_as, api_key_for,
 # session_api, anonymous) and console actors (operator_staff, other_admin, other_rows, ...).
 pytest_plugins = ["siyu.testing.api", "siyu.testing.console"]
 
-# Translations are compiled at set-up; a bare `pytest` after editing a .po still sees them.
-ensure_messages_compiled()
+
+def pytest_configure(config):
+    """Translations are compiled at set-up; a bare `pytest` after editing a .po sees them too."""
+    from siyu.testing.console import ensure_messages_compiled
+
+    ensure_messages_compiled()
 
 
 @pytest.fixture(autouse=True)
