@@ -123,3 +123,37 @@ def test_bad_event_input_is_rejected(tenant, event_type, key):
 def test_registry_lists_handlers_by_type():
     names = [spec.name for spec in events.handlers_for("test.happened")]
     assert any(name.endswith("remember_queued") for name in names)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_with_one_key_record_one_event():
+    """Two callbacks delivering the same fact at once (WeCom retries after 5 s) race."""
+    import threading
+
+    from siyu.testing.factories import TenantFactory
+
+    tenant = TenantFactory()
+    barrier = threading.Barrier(4)
+    results, errors = [], []
+
+    def deliver():
+        from django.db import connections
+
+        try:
+            barrier.wait(timeout=10)
+            with transaction.atomic():
+                results.append(record_event(tenant, "order.paid", key="race:1"))
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=deliver) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert sorted(created for _, created in results) == [False, False, False, True]
+    assert len({event.pk for event, _ in results}) == 1
+    assert Event.objects.for_tenant(tenant).filter(idempotency_key="race:1").count() == 1
