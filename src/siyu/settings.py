@@ -88,7 +88,11 @@ DATABASE_URL = os.environ.get("SIYU_DATABASE_URL") or f"sqlite:///{DATA_DIR / 's
 _database = dj_database_url.parse(DATABASE_URL, conn_max_age=0)
 if _database["ENGINE"] == "django.db.backends.sqlite3":
     _database["OPTIONS"] = dict(SQLITE_OPTIONS)
-    _database["TEST"] = {"NAME": os.environ.get("SIYU_TEST_SQLITE_NAME")}
+    # Tests use a file, not SQLite's shared-cache memory database, whose table locks ignore
+    # the busy timeout: concurrency tests then behave as production's WAL file does.
+    _database["TEST"] = {
+        "NAME": os.environ.get("SIYU_TEST_SQLITE_NAME") or str(DATA_DIR / "test.sqlite3")
+    }
 elif _database["ENGINE"] == "django.db.backends.postgresql":
     _database["CONN_MAX_AGE"] = int(os.environ.get("SIYU_DB_CONN_MAX_AGE", "60"))
     _database["CONN_HEALTH_CHECKS"] = True

@@ -143,7 +143,7 @@ def test_concurrent_writers_with_one_key_record_one_event():
             barrier.wait(timeout=10)
             with transaction.atomic():
                 results.append(record_event(tenant, "order.paid", key="race:1"))
-        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+        except Exception as error:  # reported by the assertion below
             errors.append(error)
         finally:
             connections.close_all()
