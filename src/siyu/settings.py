@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "ninja",  # serves the API docs page's Swagger UI files locally (no CDN)
     "siyu.tenancy",
     "siyu.core",
+    "siyu.wecom",
 ]
 
 MIDDLEWARE = [
