@@ -132,6 +132,10 @@ else:
         "consumer": {
             "workers": int(os.environ.get("SIYU_WORKER_THREADS", "2")),
             "worker_type": "thread",
+            # Poll the SQLite queue at least every second: a WeCom welcome code lives 20 s.
+            "initial_delay": 0.05,
+            "backoff": 1.15,
+            "max_delay": 1.0,
         },
     }
 
