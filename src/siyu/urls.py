@@ -6,6 +6,7 @@ from django.views.generic import RedirectView
 
 from siyu.api import api
 from siyu.core.views import health
+from siyu.wecom.callbacks import callback as wecom_callback
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/console/", permanent=False)),
@@ -13,4 +14,5 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("console/", admin.site.urls),
     path("api/v1/", api.urls),
+    path("wecom/<slug:tenant_slug>/callback", wecom_callback, name="wecom-callback"),
 ]

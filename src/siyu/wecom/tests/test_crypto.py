@@ -10,6 +10,7 @@ from siyu.wecom.crypto import (
     sign,
 )
 
+
 def sample():
     from siyu.wecom.testing import tencent_sample
 
@@ -24,7 +25,9 @@ def crypto():
 
 def test_tencents_url_verification_sample(crypto):
     case = sample()["verify_url"]
-    reply = crypto.verify_url(case["msg_signature"], case["timestamp"], case["nonce"], case["echostr"])
+    reply = crypto.verify_url(
+        case["msg_signature"], case["timestamp"], case["nonce"], case["echostr"]
+    )
     assert reply == case["expected_reply"]
 
 
@@ -39,9 +42,12 @@ def test_tencents_message_sample(crypto):
 def test_encrypt_then_decrypt_round_trips_unicode(crypto):
     message = crypto.encrypt_message("<xml><Content>你好，私域</Content></xml>", nonce="42")
     assert message.msg_signature == sign(crypto.token, message.timestamp, "42", message.encrypt)
-    assert crypto.decrypt_message(
-        message.msg_signature, message.timestamp, message.nonce, message.encrypt
-    ) == "<xml><Content>你好，私域</Content></xml>"
+    assert (
+        crypto.decrypt_message(
+            message.msg_signature, message.timestamp, message.nonce, message.encrypt
+        )
+        == "<xml><Content>你好，私域</Content></xml>"
+    )
 
 
 def test_a_tampered_signature_is_rejected(crypto):
@@ -63,7 +69,9 @@ def test_a_message_for_another_corp_is_rejected(crypto):
     other = WeComCrypto(crypto.token, sample()["encoding_aes_key"], "ww-someone-else")
     message = other.encrypt_message("<xml/>")
     with pytest.raises(ReceiveIdMismatch):
-        crypto.decrypt_message(message.msg_signature, message.timestamp, message.nonce, message.encrypt)
+        crypto.decrypt_message(
+            message.msg_signature, message.timestamp, message.nonce, message.encrypt
+        )
 
 
 @pytest.mark.parametrize("key", ["short", "!" * 43])
