@@ -127,7 +127,9 @@ class WeComCrypto:
         timestamp = timestamp or str(int(time.time()))
         nonce = nonce or str(int.from_bytes(os.urandom(4), "big"))
         encrypt = self.encrypt_ciphertext(message)
-        return EncryptedMessage(encrypt, sign(self.token, timestamp, nonce, encrypt), timestamp, nonce)
+        return EncryptedMessage(
+            encrypt, sign(self.token, timestamp, nonce, encrypt), timestamp, nonce
+        )
 
     def _cipher(self) -> Cipher:
         return Cipher(algorithms.AES(self._key), modes.CBC(self._key[:16]))
