@@ -725,3 +725,91 @@ def actor_for_api_key(key: ApiKey, *, ip_address: str | None = None) -> Actor:
         channel="api",
         ip_address=ip_address,
     )
+
+
+# --- WeCom directory (sync and change_contact callbacks) -------------------------------
+WECOM_DEPARTED_STATUSES = frozenset({5})  # user/list status 5: 退出企业 (left the corp)
+
+
+@transaction.atomic
+def upsert_department_from_wecom(
+    tenant: Tenant, *, wecom_id: int, name: str, parent_wecom_id: int | None, by: Actor
+) -> tuple[Department, bool]:
+    """Create or update the department WeCom knows as ``wecom_id`` (parents first)."""
+    departments = Department.objects.for_tenant(tenant)
+    parent = (
+        departments.filter(wecom_id=parent_wecom_id).first()
+        if parent_wecom_id and parent_wecom_id != wecom_id
+        else None
+    )
+    department = departments.filter(wecom_id=wecom_id).first()
+    name = (name or str(wecom_id)).strip()[:100]
+    if department is None:
+        department = departments.create(tenant=tenant, wecom_id=wecom_id, name=name, parent=parent)
+        record_audit(by, "department.synced", department, changes={"name": [None, name]})
+        return department, True
+    changes = diff(department, {"name": name, "parent": parent})
+    if changes:
+        department.name, department.parent = name, parent
+        department.save(update_fields=["name", "parent"])
+        record_audit(by, "department.synced", department, changes=changes)
+    return department, False
+
+
+@transaction.atomic
+def upsert_staff_from_wecom(
+    tenant: Tenant,
+    *,
+    userid: str,
+    name: str,
+    department_wecom_ids: Sequence[int] = (),
+    main_department: int | None = None,
+    status: int = 1,
+    by: Actor,
+) -> tuple[Staff, bool]:
+    """Mirror a WeCom member: new members join as sales; members who left are departed."""
+    staff = Staff.objects.for_tenant(tenant).filter(wecom_userid=userid).first()
+    wecom_dept = main_department or (department_wecom_ids[0] if department_wecom_ids else None)
+    department = (
+        Department.objects.for_tenant(tenant).filter(wecom_id=wecom_dept).first()
+        if wecom_dept
+        else None
+    )
+    created = staff is None
+    if created:
+        if status in WECOM_DEPARTED_STATUSES:
+            raise InvalidInput(_("A member who left the corp cannot be added as staff"))
+        staff = add_staff(
+            tenant,
+            wecom_userid=userid,
+            name=name or userid,
+            department=department,
+            role_codes=("sales",),
+            by=by,
+        )
+    else:
+        if staff.status == Staff.Status.DEPARTED and status not in WECOM_DEPARTED_STATUSES:
+            Staff.objects.for_tenant(tenant).filter(pk=staff.pk).update(
+                status=Staff.Status.ACTIVE, departed_at=None
+            )
+            staff.refresh_from_db()
+            record_event(tenant, "staff.rejoined", staff=staff, source=by.channel)
+        update_staff(staff, name=name or staff.name, department=department, by=by)
+    if status in WECOM_DEPARTED_STATUSES:
+        mark_staff_departed(staff, by=by)
+    return staff, created
+
+
+def depart_staff_missing_from_wecom(tenant: Tenant, present_userids: set[str], *, by: Actor) -> int:
+    """After a full directory sync: members WeCom no longer lists have left the corp."""
+    missing = (
+        Staff.objects.for_tenant(tenant)
+        .filter(status=Staff.Status.ACTIVE)
+        .exclude(wecom_userid__in=present_userids)
+    )
+    count = 0
+    for staff in missing:
+        if by.staff_id != staff.pk:
+            mark_staff_departed(staff, by=by)
+            count += 1
+    return count
