@@ -235,9 +235,20 @@ def tenant() -> None:
 @click.option("--secret", default="", help="WeCom customer-contact secret.")
 @click.option("--callback-token", default="", help="Token of the WeCom callback.")
 @click.option("--callback-aes-key", default="", help="EncodingAESKey of the WeCom callback.")
+@click.option(
+    "--agent-id", default="", help="AgentId of the self-built app (directory, reminders)."
+)
+@click.option("--agent-secret", default="", help="Secret of that app.")
 @django_command
 def tenant_add(
-    slug: str, name: str, corp_id: str, secret: str, callback_token: str, callback_aes_key: str
+    slug: str,
+    name: str,
+    corp_id: str,
+    secret: str,
+    callback_token: str,
+    callback_aes_key: str,
+    agent_id: str,
+    agent_secret: str,
 ) -> None:
     """Create a tenant with its six built-in roles."""
     from siyu.tenancy.services import create_tenant
@@ -249,6 +260,8 @@ def tenant_add(
         wecom_contact_secret=secret,
         wecom_callback_token=callback_token,
         wecom_callback_aes_key=callback_aes_key,
+        wecom_agent_id=agent_id,
+        wecom_agent_secret=agent_secret,
     )
     click.echo(f"Created tenant {created.slug} (id {created.pk}): {created.name}")
 

@@ -58,6 +58,7 @@ SECRET_LABELS = {
     "wecom_contact_secret": _("customer-contact secret"),
     "wecom_callback_token": _("callback token"),
     "wecom_callback_aes_key": _("callback EncodingAESKey"),
+    "wecom_agent_secret": _("app secret"),
 }
 WRITE_ONLY_HELP = _("Write-only: the stored value is never shown. Leave blank to keep it.")
 
@@ -81,6 +82,7 @@ class TenantForm(ServiceModelForm):
     wecom_contact_secret = _secret_input("wecom_contact_secret")
     wecom_callback_token = _secret_input("wecom_callback_token")
     wecom_callback_aes_key = _secret_input("wecom_callback_aes_key")
+    wecom_agent_secret = _secret_input("wecom_agent_secret")
 
     class Meta:
         model = Tenant

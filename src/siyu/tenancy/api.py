@@ -38,6 +38,7 @@ class MaskedSecretsOut(Schema):
     wecom_callback_aes_key: str = Field(
         description="Callback EncodingAESKey, masked", examples=["k3Y******Zq9"]
     )
+    wecom_agent_secret: str = Field(description="Self-built app secret, masked", examples=[""])
 
 
 class TenantOut(Schema):
@@ -45,6 +46,7 @@ class TenantOut(Schema):
     slug: str = Field(examples=["acme"])
     name: str = Field(examples=["ACME Coffee"])
     wecom_corp_id: str = Field(description="WeCom corp id", examples=["ww0123456789abcdef"])
+    wecom_agent_id: str = Field(description="AgentId of the self-built app", examples=["1000002"])
     is_active: bool
     created_at: datetime
     secrets: MaskedSecretsOut = Field(description="WeCom secrets, only ever shown masked")

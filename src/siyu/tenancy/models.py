@@ -26,6 +26,9 @@ class Tenant(models.Model):
     wecom_contact_secret = EncryptedTextField(_("customer-contact secret"), blank=True)
     wecom_callback_token = EncryptedTextField(_("callback token"), blank=True)
     wecom_callback_aes_key = EncryptedTextField(_("callback EncodingAESKey"), blank=True)
+    # A self-built app (自建应用): reads the directory and sends app messages to staff.
+    wecom_agent_id = models.CharField(_("app AgentId"), max_length=20, blank=True)
+    wecom_agent_secret = EncryptedTextField(_("app secret"), blank=True)
     # Tenant-level settings later issues read (e.g. mass-message frequency caps).
     settings = models.JSONField(_("settings"), default=dict, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
@@ -43,6 +46,7 @@ class Tenant(models.Model):
             "wecom_contact_secret": mask_secret(self.wecom_contact_secret),
             "wecom_callback_token": mask_secret(self.wecom_callback_token),
             "wecom_callback_aes_key": mask_secret(self.wecom_callback_aes_key),
+            "wecom_agent_secret": mask_secret(self.wecom_agent_secret),
         }
 
 

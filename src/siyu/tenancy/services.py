@@ -36,7 +36,12 @@ USERID_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 AES_KEY_LENGTH = 43  # WeCom's EncodingAESKey: 43 characters of base64 without padding
 API_KEY_PREFIX = "siyu_"
 SECRET_FIELDS = frozenset(
-    {"wecom_contact_secret", "wecom_callback_token", "wecom_callback_aes_key"}
+    {
+        "wecom_contact_secret",
+        "wecom_callback_token",
+        "wecom_callback_aes_key",
+        "wecom_agent_secret",
+    }
 )
 
 
@@ -127,6 +132,9 @@ def _validate_wecom_settings(values: dict[str, str]) -> None:
             _("The callback token must be 1 to 32 letters or digits"),
             details={"wecom_callback_token": mask_secret(token)},
         )
+    agent_id = values.get("wecom_agent_id")
+    if agent_id and not agent_id.isdigit():
+        raise InvalidInput(_("The app AgentId is a number"), details={"wecom_agent_id": agent_id})
 
 
 @transaction.atomic
@@ -139,6 +147,8 @@ def create_tenant(
     wecom_contact_secret: str = "",
     wecom_callback_token: str = "",
     wecom_callback_aes_key: str = "",
+    wecom_agent_id: str = "",
+    wecom_agent_secret: str = "",
 ) -> Tenant:
     """Create a brand with its built-in roles."""
     slug = slug.strip().lower()
@@ -163,6 +173,8 @@ def create_tenant(
         "wecom_contact_secret": wecom_contact_secret.strip(),
         "wecom_callback_token": wecom_callback_token.strip(),
         "wecom_callback_aes_key": wecom_callback_aes_key.strip(),
+        "wecom_agent_id": wecom_agent_id.strip(),
+        "wecom_agent_secret": wecom_agent_secret.strip(),
     }
     _validate_wecom_settings(secrets_given)
     tenant = Tenant.objects.create(slug=slug, name=name, **secrets_given)
@@ -186,7 +198,7 @@ def create_tenant(
 @transaction.atomic
 def update_tenant(tenant: Tenant, *, by: Actor, **values: Any) -> Tenant:
     """Change a tenant's name, status or WeCom settings; blank secrets keep the old value."""
-    allowed = {"name", "is_active", "wecom_corp_id", *SECRET_FIELDS}
+    allowed = {"name", "is_active", "wecom_corp_id", "wecom_agent_id", *SECRET_FIELDS}
     unknown = set(values) - allowed
     if unknown:
         raise InvalidInput(

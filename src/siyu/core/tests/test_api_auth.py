@@ -62,6 +62,8 @@ def test_tenant_secrets_are_only_shown_masked(db, api_as):
         wecom_contact_secret="contact-secret-0123456789",
         wecom_callback_token="token12345",
         wecom_callback_aes_key="A" * 43,
+        wecom_agent_id="1000002",
+        wecom_agent_secret="agent-secret-9876543210",
     )
     # when
     response = api_as(tenant, ["tenant:read"]).get("/tenant")
@@ -72,15 +74,18 @@ def test_tenant_secrets_are_only_shown_masked(db, api_as):
         "slug": "masked",
         "name": "Masked",
         "wecom_corp_id": "ww1234",
+        "wecom_agent_id": "1000002",
         "is_active": True,
         "created_at": body["created_at"],
         "secrets": {
             "wecom_contact_secret": "con******789",
             "wecom_callback_token": "tok******345",
             "wecom_callback_aes_key": "AAA******AAA",
+            "wecom_agent_secret": "age******210",
         },
     }
     assert "contact-secret-0123456789" not in response.content.decode()
+    assert "agent-secret-9876543210" not in response.content.decode()
 
 
 # --- keys that do not work ---------------------------------------------------------------
