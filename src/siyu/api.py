@@ -16,6 +16,8 @@ from siyu.core.api_support import api_auth
 DOMAIN_ROUTERS: tuple[tuple[str, str], ...] = (
     ("siyu.tenancy.api", "/"),
     ("siyu.core.api", "/"),
+    ("siyu.customers.api", "/"),
+    ("siyu.community.api", "/"),
 )
 
 DESCRIPTION = f"""
@@ -24,9 +26,9 @@ The REST API of Siyu, for scripts, integrations and the console's own pages.
 **Authentication.** Send a tenant API key as `Authorization: Bearer <key>` (or
 `X-API-Key: <key>`). A key is shown once when it is created, is stored only as a hash, can be
 revoked, and carries scopes (`tenant:read`, `staff:read`, `staff:write`, `events:read`,
-`events:write`). A key may act as a staff member: then that staff's permissions and data
-scope (own / department / whole tenant) also apply. Console users are authenticated by their
-session cookie; their writes need the `X-CSRFToken` header.
+`events:write`, `customers:read`, `groups:read`). A key may act as a staff member: then that
+staff's permissions and data scope (own / department / whole tenant) also apply. Console users
+are authenticated by their session cookie; their writes need the `X-CSRFToken` header.
 
 **Tenancy.** Every request acts within one tenant, taken from the key or the logged-in staff.
 Rows of other tenants, or outside the caller's data scope, are answered with 404.

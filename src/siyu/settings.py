@@ -47,6 +47,8 @@ INSTALLED_APPS = [
     "huey.contrib.djhuey",
     "ninja",  # serves the API docs page's Swagger UI files locally (no CDN)
     "siyu.tenancy",
+    "siyu.customers",
+    "siyu.community",
     "siyu.core",
     "siyu.wecom",
 ]
@@ -203,3 +205,6 @@ UNFOLD = {
         "navigation": "siyu.core.console.sidebar_navigation",
     },
 }
+
+# --- WeCom ------------------------------------------------------------------------------
+WECOM_API_BASE = os.environ.get("SIYU_WECOM_API_BASE", "https://qyapi.weixin.qq.com/cgi-bin")

@@ -26,7 +26,18 @@ router = Router(tags=["events"])
 # fact.
 API_KEY_NAMESPACE = "api:"
 # Facts that only the platform's own services may record: their handlers act on them.
-RESERVED_TYPE_PREFIXES = ("tenant.", "staff.", "department.", "role.", "apikey.", "user.")
+RESERVED_TYPE_PREFIXES = (
+    "tenant.",
+    "staff.",
+    "department.",
+    "role.",
+    "apikey.",
+    "user.",
+    "customer.",
+    "follow.",
+    "tag.",
+    "group.",
+)
 EVENT_TYPE_PATTERN = r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$"
 
 

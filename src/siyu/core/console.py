@@ -30,7 +30,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
-from unfold.admin import ModelAdmin
+from unfold.admin import ModelAdmin, TabularInline
 from unfold.sites import UnfoldAdminSite
 
 from siyu.core.errors import ServiceError
@@ -488,6 +488,41 @@ class TenantScopedAdmin(ServiceAdmin):
 
 class ReadOnlyAdminMixin:
     """For append-only logs: look, never touch."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+
+class TenantScopedInline(TabularInline):
+    """Base of inlines over tenant data (rows shown on a parent object's page).
+
+    Django reads inline rows through the unscoped default manager, which refuses to run:
+    these read the parent's tenant instead (the parent page already checked that the staff
+    may see the parent, and its related rows are part of it). Read-only unless a subclass
+    allows more and saves through a service; the ``tenant`` column is never shown.
+    """
+
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        queryset = self.model._default_manager.for_tenant(console_actor(request).tenant_id)
+        ordering = self.get_ordering(request)
+        return queryset.order_by(*ordering) if ordering else queryset
+
+    def get_exclude(self, request: HttpRequest, obj: Model | None = None):
+        return [*(super().get_exclude(request, obj) or ()), "tenant"]
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any):
+        kwargs.setdefault("queryset", scoped_choices(db_field.remote_field.model, request))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False

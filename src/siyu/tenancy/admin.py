@@ -53,6 +53,8 @@ SCOPE_DESCRIPTIONS = {
     "staff:write": _("add and change staff"),
     "events:read": _("read events"),
     "events:write": _("record events"),
+    "customers:read": _("read customers, their friendships and tags"),
+    "groups:read": _("read customer groups and their members"),
 }
 SECRET_LABELS = {
     "wecom_contact_secret": _("customer-contact secret"),

@@ -92,4 +92,6 @@ API_SCOPES: dict[str, str] = {
     "staff:write": "tenancy.change_staff",
     "events:read": "core.view_event",
     "events:write": "core.add_event",
+    "customers:read": "customers.view_customer",
+    "groups:read": "community.view_group",
 }

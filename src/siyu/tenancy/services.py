@@ -111,6 +111,21 @@ def department_subtree(staff: Staff) -> set[int]:
     return found
 
 
+def staff_by_userid(tenant: Tenant | int, userids: Iterable[str]) -> dict[str, Staff]:
+    """The tenant's staff (departed ones included) by WeCom userid; unknown ids are left out.
+
+    A read helper for other domains (WeCom sync, customers, community) resolving the
+    userids WeCom sends.
+    """
+    wanted = {userid for userid in userids if userid}
+    if not wanted:
+        return {}
+    return {
+        staff.wecom_userid: staff
+        for staff in Staff.objects.for_tenant(tenant).filter(wecom_userid__in=wanted)
+    }
+
+
 # --- tenants ----------------------------------------------------------------------------
 def _validate_wecom_settings(values: dict[str, str]) -> None:
     """Refuse malformed WeCom settings; details name the field but never echo a secret."""

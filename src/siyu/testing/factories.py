@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import factory
+from datetime import timedelta
 
+import factory
+from django.utils import timezone
+
+from siyu.community.models import Group
+from siyu.customers.models import Customer
 from siyu.tenancy import services
 from siyu.tenancy.models import Department, Staff, Tenant
 
@@ -59,3 +64,82 @@ class StaffFactory(factory.django.DjangoModelFactory):
                 by=actor,
             )
         return staff
+
+
+class CustomerFactory(factory.django.DjangoModelFactory):
+    """A customer, built through the customers services as the WeCom sync does.
+
+    ``staff=`` (one) or ``followed_by=[...]`` (several, earliest first) add friendships, so
+    the first of them owns the customer; ``added_at`` and ``state`` describe those adds.
+    """
+
+    class Meta:
+        model = Customer
+
+    tenant = factory.SubFactory(TenantFactory)
+    external_userid = factory.Sequence(lambda n: f"wm{n:028d}")
+    name = factory.Sequence(lambda n: f"Customer {n}")
+
+    @classmethod
+    def _create(
+        cls,
+        model_class,
+        *args,
+        tenant,
+        staff=None,
+        followed_by=(),
+        added_at=None,
+        state="",
+        **kwargs,
+    ):
+        from siyu.customers import services as customer_services
+
+        customer, _created = customer_services.upsert_customer(tenant, **kwargs)
+        added_at = added_at or timezone.now()
+        for offset, member in enumerate([*([staff] if staff else []), *followed_by]):
+            customer_services.upsert_follow(
+                tenant,
+                customer=customer,
+                staff=member,
+                added_at=added_at + timedelta(seconds=offset),
+                state=state,
+            )
+        return Customer.objects.for_tenant(tenant).get(pk=customer.pk)
+
+
+def group_member(member) -> dict:
+    """A WeCom ``member_list`` entry for a Staff or a Customer (or a dict, passed through)."""
+    if isinstance(member, dict):
+        return member
+    if isinstance(member, Staff):
+        return {"userid": member.wecom_userid, "type": 1}
+    return {"userid": member.external_userid, "type": 2}
+
+
+class GroupFactory(factory.django.DjangoModelFactory):
+    """A customer group, built through ``upsert_group``; ``owner=`` a Staff joins as member.
+
+    ``members=[staff, customer, {...}]`` are its other members (Staff, Customer or WeCom
+    ``member_list`` dicts).
+    """
+
+    class Meta:
+        model = Group
+
+    tenant = factory.SubFactory(TenantFactory)
+    chat_id = factory.Sequence(lambda n: f"wr{n:028d}")
+    name = factory.Sequence(lambda n: f"Group {n}")
+
+    @classmethod
+    def _create(cls, model_class, *args, tenant, owner=None, members=(), **kwargs):
+        from siyu.community import services as community_services
+
+        entries = [group_member(owner)] if owner else []
+        entries += [group_member(member) for member in members]
+        group, _created = community_services.upsert_group(
+            tenant,
+            owner_userid=owner.wecom_userid if owner else "",
+            members=entries,
+            **kwargs,
+        )
+        return Group.objects.for_tenant(tenant).get(pk=group.pk)

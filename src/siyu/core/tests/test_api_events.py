@@ -236,7 +236,18 @@ def test_an_event_about_another_tenants_staff_is_404(tenant, other_tenant, api):
     assert not Event.objects.for_tenant(tenant).filter(type="order.paid").exists()
 
 
-@pytest.mark.parametrize("event_type", ["staff.departed", "tenant.updated", "apikey.created"])
+@pytest.mark.parametrize(
+    "event_type",
+    [
+        "staff.departed",
+        "tenant.updated",
+        "apikey.created",
+        "customer.added",
+        "follow.deleted_by_customer",
+        "group.member_joined",
+        "tag.synced",
+    ],
+)
 def test_platform_event_types_are_reserved(api, event_type):
     response = api.post("/events", {"type": event_type, "idempotency_key": "k"})
     assert_error(response, 400, "reserved_event_type")

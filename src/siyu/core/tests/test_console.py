@@ -131,6 +131,8 @@ def test_the_sidebar_is_grouped_by_domain_and_gated_by_permission(
         for group in login(admin_staff).get("/console/").context["sidebar_navigation"]
     }
     assert admin_groups == {
+        "客户": ["客户", "标签组", "标签"],
+        "社群": ["客户群"],
         "数据": ["仪表盘", "事件"],
         "设置": ["企业", "部门", "员工", "角色", "API 密钥", "审计日志"],
     }
@@ -139,7 +141,12 @@ def test_the_sidebar_is_grouped_by_domain_and_gated_by_permission(
         str(group["title"]): [str(item["title"]) for item in group["items"]]
         for group in login(sales_staff).get("/console/").context["sidebar_navigation"]
     }
-    assert sales_groups == {"数据": ["仪表盘", "事件"], "设置": ["员工"]}
+    assert sales_groups == {
+        "客户": ["客户", "标签组", "标签"],
+        "社群": ["客户群"],
+        "数据": ["仪表盘", "事件"],
+        "设置": ["员工"],
+    }
 
 
 def test_the_header_shows_the_tenant(admin_staff, login):

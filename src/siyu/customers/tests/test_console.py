@@ -1,0 +1,99 @@
+"""The console's customer and tag pages: read-only, tenant-isolated, data-scoped."""
+
+from __future__ import annotations
+
+import pytest
+
+from siyu.customers import services
+from siyu.customers.models import Customer, Follow, Tag, TagGroup
+from siyu.testing.console import change_url, changelist_url
+from siyu.testing.factories import CustomerFactory, StaffFactory
+
+TAGS = [{"group_id": "etG", "group_name": "Zeta-Group", "tag": [{"id": "etT", "name": "Zeta-Tag"}]}]
+
+
+@pytest.fixture
+def b_rows(other_tenant):
+    """A customer, tag group and tag of tenant B, with names that cannot appear in A."""
+    b_staff = StaffFactory(tenant=other_tenant, wecom_userid="b-sales", name="Zeta-Staff")
+    customer = CustomerFactory(tenant=other_tenant, name="Zeta-Customer", staff=b_staff)
+    services.sync_corp_tags(other_tenant, TAGS)
+    return {
+        "customer": customer,
+        "taggroup": TagGroup.objects.for_tenant(other_tenant).get(),
+        "tag": Tag.objects.for_tenant(other_tenant).get(),
+    }
+
+
+@pytest.mark.parametrize("kind", ["customer", "taggroup", "tag"])
+def test_another_tenants_rows_are_404_and_never_listed(kind, admin_staff, b_rows, login):
+    client = login(admin_staff)
+    assert client.get(change_url(b_rows[kind])).status_code == 404
+    listing = client.get(changelist_url(type(b_rows[kind])))
+    assert listing.status_code == 200
+    assert "Zeta" not in listing.content.decode()
+
+
+def test_the_customer_list_shows_owner_status_and_friendship_count(
+    tenant, admin_staff, sales_staff, other_sales, login
+):
+    # given
+    customer = CustomerFactory(tenant=tenant, name="王五", followed_by=[sales_staff, other_sales])
+    # when
+    response = login(admin_staff).get(changelist_url(Customer))
+    # then
+    assert response.status_code == 200
+    (row,) = response.context["cl"].result_list
+    assert (row, row.owner, row.active_follows) == (customer, sales_staff, 2)
+    page = response.content.decode()
+    assert "王五" in page and "正常" in page
+
+
+def test_sales_see_only_the_customers_they_own(tenant, sales_staff, other_sales, login):
+    # given
+    own = CustomerFactory(tenant=tenant, staff=sales_staff)
+    other = CustomerFactory(tenant=tenant, staff=other_sales)
+    client = login(sales_staff)
+    # when
+    response = client.get(changelist_url(Customer))
+    # then
+    assert list(response.context["cl"].result_list) == [own]
+    assert client.get(change_url(own)).status_code == 200
+    assert client.get(change_url(other)).status_code == 404
+
+
+def test_the_customer_page_is_read_only_with_friendships_and_tags(
+    tenant, admin_staff, sales_staff, login
+):
+    # given
+    services.sync_corp_tags(
+        tenant, [{"group_id": "g1", "group_name": "等级", "tag": [{"id": "t1", "name": "高意向"}]}]
+    )
+    customer = CustomerFactory(tenant=tenant, name="赵六", staff=sales_staff, state="cc_x")
+    follow = Follow.objects.for_tenant(tenant).get(customer=customer)
+    services.set_follow_tags(tenant, follow, ["t1"])
+    client = login(admin_staff)
+    # when
+    response = client.get(change_url(customer))
+    # then
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "高意向" in page and sales_staff.name in page and "cc_x" in page
+    assert 'name="_save"' not in page
+    client.post(change_url(customer), {"name": "hijacked"})
+    assert Customer.objects.for_tenant(tenant).get(pk=customer.pk).name == "赵六"
+
+
+def test_the_tag_pages_list_the_tenants_tags(tenant, admin_staff, login):
+    services.sync_corp_tags(
+        tenant, [{"group_id": "g1", "group_name": "兴趣", "tag": [{"id": "t1", "name": "咖啡"}]}]
+    )
+    client = login(admin_staff)
+    assert "咖啡" in client.get(changelist_url(Tag)).content.decode()
+    group = TagGroup.objects.for_tenant(tenant).get()
+    assert "咖啡" in client.get(change_url(group)).content.decode()
+
+
+def test_the_customer_filters_offer_only_the_own_tenants_staff(admin_staff, b_rows, login):
+    page = login(admin_staff).get(changelist_url(Customer)).content.decode()
+    assert "Zeta-Staff" not in page
