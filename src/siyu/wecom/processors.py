@@ -13,7 +13,7 @@ from typing import Any
 
 from siyu.tenancy import services as tenancy
 from siyu.tenancy.models import Department, Tenant
-from siyu.wecom.processing import processes
+from siyu.wecom.processing import processes, seen_at
 
 
 def _actor(tenant: Tenant):
@@ -79,4 +79,278 @@ def department_changed(tenant: Tenant, message: dict[str, Any]) -> bool:
         else (existing.parent.wecom_id if existing and existing.parent else None),
         by=_actor(tenant),
     )
+    return True
+
+
+# --- change_external_contact: customers and their friendships ------------------------------
+def _staff(tenant: Tenant, userid: str):
+    """The staff WeCom names, created on the fly if the directory sync has not run yet."""
+    staff = tenancy.staff_by_userid(tenant, [userid]).get(userid)
+    if staff is None:
+        staff, _ = tenancy.upsert_staff_from_wecom(
+            tenant, userid=userid, name=userid, by=_actor(tenant)
+        )
+    return staff
+
+
+def _tag_ids(follow_user: dict[str, Any]) -> list[str]:
+    """Corp tags only (type 1); personal tags (type 2) are the member's own notes."""
+    return [
+        str(tag["tag_id"])
+        for tag in follow_user.get("tags") or ()
+        if tag.get("tag_id") and int(tag.get("type", 1)) == 1
+    ]
+
+
+def apply_external_contact(
+    tenant: Tenant, detail: dict[str, Any], userid: str, *, seen, source: str
+):
+    """Upsert the customer of an ``externalcontact/get`` answer and their follow of ``userid``.
+
+    Returns ``(customer, follow)``; ``follow`` is None when WeCom lists no such follow.
+    """
+    from siyu.customers import services as customers
+
+    contact = detail.get("external_contact") or {}
+    customer, _ = customers.upsert_customer(
+        tenant,
+        external_userid=contact["external_userid"],
+        name=contact.get("name", ""),
+        avatar=contact.get("avatar", ""),
+        type=int(contact.get("type", 1)),
+        gender=int(contact.get("gender", 0)),
+        unionid=contact.get("unionid", ""),
+        corp_name=contact.get("corp_name", ""),
+        corp_full_name=contact.get("corp_full_name", ""),
+        position=contact.get("position", ""),
+        seen_at=seen,
+        source=source,
+    )
+    entry = next((f for f in detail.get("follow_user") or () if f.get("userid") == userid), None)
+    if entry is None:
+        return customer, None
+    follow, _ = customers.upsert_follow(
+        tenant,
+        customer=customer,
+        staff=_staff(tenant, userid),
+        added_at=int(entry.get("createtime") or seen.timestamp()),
+        remark=entry.get("remark", ""),
+        description=entry.get("description", ""),
+        remark_mobiles=entry.get("remark_mobiles") or (),
+        remark_corp_name=entry.get("remark_corp_name", ""),
+        add_way=int(entry.get("add_way", 0)),
+        state=entry.get("state", ""),
+        oper_userid=entry.get("oper_userid", ""),
+        tag_ids=_tag_ids(entry),
+        seen_at=seen,
+        source=source,
+    )
+    return customer, follow
+
+
+@processes(
+    "change_external_contact",
+    "add_external_contact",
+    "add_half_external_contact",
+    "edit_external_contact",
+)
+def external_contact_added_or_edited(tenant: Tenant, message: dict[str, Any]) -> bool:
+    from siyu.wecom.client import client_for
+    from siyu.wecom.errors import WeComNotFound
+    from siyu.wecom.routing import AddedByState, route
+
+    userid, external_userid = message.get("UserID"), message.get("ExternalUserID")
+    if not userid or not external_userid:
+        return False
+    try:
+        detail = client_for(tenant).get_external_contact(external_userid)
+    except WeComNotFound:
+        return False  # gone again before we asked (deleted within seconds)
+    seen = seen_at(message)
+    customer, follow = apply_external_contact(tenant, detail, userid, seen=seen, source="callback")
+    if follow is None and message.get("ChangeType") != "edit_external_contact":
+        follow = _added_then_deleted(tenant, message, customer)
+    if follow is not None and message.get("ChangeType") == "add_external_contact":
+        state, code = message.get("State") or "", message.get("WelcomeCode") or ""
+        if state:
+            route(AddedByState(tenant, state, code, customer, follow))
+    return follow is not None
+
+
+DELETIONS = {"del_follow_user": "customer", "del_external_contact": "staff"}
+
+
+def _added_then_deleted(tenant: Tenant, message: dict[str, Any], customer):
+    """An add WeCom no longer shows: the friendship ended before we asked.
+
+    Record it as it happened (added at the callback's time) so that funnels and churn stay
+    honest, then apply the deletion if its callback already arrived (out of order) and was
+    set aside; a deletion still to come will apply itself.
+    """
+    from siyu.customers import services as customers
+    from siyu.wecom.models import CallbackInbox
+
+    userid, external_userid = message["UserID"], message["ExternalUserID"]
+    seen = seen_at(message)
+    follow, _ = customers.upsert_follow(
+        tenant,
+        customer=customer,
+        staff=_staff(tenant, userid),
+        added_at=seen,
+        state=message.get("State") or "",
+        seen_at=seen,
+        source="callback",
+    )
+    earlier = (
+        CallbackInbox.objects.for_tenant(tenant)
+        .filter(
+            event="change_external_contact",
+            change_type__in=list(DELETIONS),
+            payload__UserID=userid,
+            payload__ExternalUserID=external_userid,
+            create_time__gte=int(seen.timestamp()),
+        )
+        .order_by("create_time")
+        .first()
+    )
+    if earlier is not None:
+        customers.remove_follow(
+            tenant,
+            customer=customer,
+            staff=follow.staff,
+            by=DELETIONS[earlier.change_type],
+            at=seen_at(earlier.payload),
+            source="callback",
+        )
+    return follow
+
+
+def _removed(tenant: Tenant, message: dict[str, Any], by: str) -> bool:
+    from siyu.customers import services as customers
+    from siyu.customers.selectors import customer_by_external_userid
+
+    customer = customer_by_external_userid(tenant, message.get("ExternalUserID", ""))
+    staff = tenancy.staff_by_userid(tenant, [message.get("UserID", "")]).get(
+        message.get("UserID", "")
+    )
+    if customer is None or staff is None:
+        return False
+    follow = customers.remove_follow(
+        tenant, customer=customer, staff=staff, by=by, at=seen_at(message), source="callback"
+    )
+    return follow is not None
+
+
+@processes("change_external_contact", *DELETIONS)
+def friendship_deleted(tenant: Tenant, message: dict[str, Any]) -> bool:
+    return _removed(tenant, message, DELETIONS[message["ChangeType"]])
+
+
+@processes("change_external_contact", "transfer_fail")
+def transfer_failed(tenant: Tenant, message: dict[str, Any]) -> bool:
+    from siyu.core.events import record_event
+    from siyu.customers.selectors import customer_by_external_userid
+
+    customer = customer_by_external_userid(tenant, message.get("ExternalUserID", ""))
+    userid = message.get("UserID", "")
+    staff = tenancy.staff_by_userid(tenant, [userid]).get(userid)
+    record_event(
+        tenant,
+        "follow.transfer_failed",
+        key=f"follow.transfer_failed:{message.get('ExternalUserID')}:{userid}:"
+        f"{message.get('CreateTime')}",
+        staff=staff,
+        customer_id=customer.pk if customer else None,
+        payload={
+            "external_userid": message.get("ExternalUserID", ""),
+            "takeover_userid": userid,
+            "fail_reason": message.get("FailReason", ""),
+        },
+        source="callback",
+        occurred_at=seen_at(message),
+    )
+    return True
+
+
+# --- change_external_chat: customer groups -------------------------------------------------
+def apply_group_chat(tenant: Tenant, group_chat: dict[str, Any], *, seen, source: str):
+    from siyu.community import services as community
+
+    group, _ = community.upsert_group(
+        tenant,
+        chat_id=group_chat["chat_id"],
+        name=group_chat.get("name", ""),
+        owner_userid=group_chat.get("owner", ""),
+        notice=group_chat.get("notice", ""),
+        created_at=group_chat.get("create_time"),
+        admin_userids=group_chat.get("admin_list") or (),
+        members=group_chat.get("member_list") or [],
+        member_version=str(group_chat.get("member_version", "")),
+        seen_at=seen,
+        source=source,
+    )
+    return group
+
+
+def _member_changes(message: dict[str, Any]) -> list[str]:
+    changes = message.get("MemChangeList") or []
+    if isinstance(changes, str):
+        changes = [changes]
+    if isinstance(changes, dict):
+        changes = list(changes.values())
+    return [str(item) for item in changes if item]
+
+
+@processes("change_external_chat", "create", "update")
+def group_chat_changed(tenant: Tenant, message: dict[str, Any]) -> bool:
+    from siyu.community import services as community
+    from siyu.community.models import Group
+    from siyu.wecom.client import client_for
+    from siyu.wecom.errors import WeComError, WeComNotFound
+
+    chat_id = message.get("ChatId")
+    if not chat_id:
+        return False
+    seen = seen_at(message)
+    known = Group.objects.for_tenant(tenant).filter(chat_id=chat_id).exists()
+    if known and message.get("UpdateDetail") == "del_member":
+        quit_scene = _ints(message.get("QuitScene"))
+        community.remove_group_members(
+            tenant,
+            chat_id,
+            _member_changes(message),
+            quit_scene[0] if quit_scene else 0,
+            seen,
+            source="callback",
+        )
+    try:
+        detail = client_for(tenant).get_group_chat(chat_id, need_name=True)
+    except WeComError as error:
+        gone = isinstance(error, WeComNotFound) or getattr(error, "errcode", None) == 40050
+        if gone and known:  # dismissed meanwhile
+            community.dismiss_group(tenant, chat_id, seen, source="callback")
+            return True
+        raise
+    apply_group_chat(tenant, detail["group_chat"], seen=seen, source="callback")
+    return True
+
+
+@processes("change_external_chat", "dismiss")
+def group_chat_dismissed(tenant: Tenant, message: dict[str, Any]) -> bool:
+    from siyu.community import services as community
+
+    if not message.get("ChatId"):
+        return False
+    group = community.dismiss_group(tenant, message["ChatId"], seen_at(message), source="callback")
+    return group is not None
+
+
+# --- change_external_tag: the corp's tag library -------------------------------------------
+@processes("change_external_tag", "create", "update", "delete", "shuffle")
+def corp_tags_changed(tenant: Tenant, message: dict[str, Any]) -> bool:
+    from siyu.customers import services as customers
+    from siyu.wecom.client import client_for
+
+    tag_groups = client_for(tenant).get_corp_tag_list().get("tag_group") or []
+    customers.sync_corp_tags(tenant, tag_groups, seen_at=seen_at(message), source="callback")
     return True
