@@ -20,6 +20,7 @@ import click
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+DEFAULT_EMULATOR_PORT = 8081
 
 
 def _setup_django() -> None:
@@ -145,21 +146,69 @@ def queue_ping(timeout: float) -> None:
 
 @main.command()
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--emulator-port",
+    default=DEFAULT_EMULATOR_PORT,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+)
 @click.option("--no-worker", is_flag=True, help="Do not start the background worker.")
+@click.option("--no-simulator", is_flag=True, help="Do not run the private-domain simulator.")
+@click.option("--seed", default=7, show_default=True, help="Seed of the simulated population.")
+@click.option("--days", default=14, show_default=True, help="Days of history to back-fill.")
+@click.option("--speed", default=720.0, show_default=True, help="Simulated seconds per second.")
+@click.option("--scale", default=0.1, show_default=True, help="Share of the default traffic.")
 @django_command
-def demo(port: int, no_worker: bool) -> None:
-    """Migrate, create the demo brand and admin, then run server and worker together."""
+def demo(
+    port: int,
+    emulator_port: int,
+    no_worker: bool,
+    no_simulator: bool,
+    seed: int,
+    days: int,
+    speed: float,
+    scale: float,
+) -> None:
+    """Run the whole demo: platform, worker, WeCom emulator and the simulated brand."""
+    from django.conf import settings
     from django.core.management import call_command
 
     from siyu.demo import ensure_demo_data
 
     call_command("migrate", interactive=False, verbosity=0)
     credentials = ensure_demo_data()
-    processes = {"server": [sys.executable, "-m", "siyu.cli", "serve", "--port", str(port)]}
+    emulator_url = f"http://{DEFAULT_HOST}:{emulator_port}"
+    # The platform reaches the emulator exactly as it reaches WeCom: at the API base URL.
+    os.environ["SIYU_WECOM_API_BASE"] = settings.WECOM_API_BASE = f"{emulator_url}/cgi-bin"
+    siyu = [sys.executable, "-m", "siyu.cli"]
+    processes = {
+        "WeCom emulator": [*siyu, "wecom-emulator", "--port", str(emulator_port)],
+        "server": [*siyu, "serve", "--port", str(port)],
+    }
     if not no_worker:
-        processes["worker"] = [sys.executable, "-m", "siyu.cli", "worker"]
+        processes["worker"] = [*siyu, "worker"]
     with _supervise(processes) as running:
-        _wait_until_healthy(port, running)
+        _wait_until_healthy(f"http://{DEFAULT_HOST}:{port}/healthz", running)
+        _wait_until_healthy(f"{emulator_url}/control/snapshot", running)
+        _connect_demo_corp(emulator_url, port)
+        if not no_simulator:
+            running["simulator"] = subprocess.Popen(
+                [
+                    *siyu,
+                    "simulate",
+                    "--emulator-url",
+                    emulator_url,
+                    "--seed",
+                    str(seed),
+                    "--days",
+                    str(days),
+                    "--follow",
+                    "--speed",
+                    str(speed),
+                    "--scale",
+                    str(scale),
+                ]
+            )
         click.echo(
             "\n".join(
                 [
@@ -169,12 +218,33 @@ def demo(port: int, no_worker: bool) -> None:
                     f"  API docs: http://{DEFAULT_HOST}:{port}/api/v1/docs",
                     f"  Login:    {credentials.username} / {credentials.password}",
                     f"  API key:  {credentials.api_key_note}",
+                    f"  WeCom emulator: {emulator_url}",
+                    f"  Emulated world: {settings.DATA_DIR}/wecom-emulator.json",
+                    "  Customers and groups appear in the console as the simulator runs.",
                     "  Stop with Ctrl-C.",
                     "",
                 ]
             )
         )
         _wait_for_exit(running)
+
+
+def _connect_demo_corp(emulator_url: str, port: int) -> None:
+    """Set the demo corp up in the emulator, verify the callback URL, sync the directory."""
+    from siyu.demo import DEMO_SLUG, assign_demo_roles, emulator_corp
+    from siyu.tenancy.models import Tenant
+    from siyu.wecom.emulator.server import EmulatorControl
+    from siyu.wecom.sync import run_sync_cli
+
+    tenant = Tenant.objects.get(slug=DEMO_SLUG)
+    callback_url = f"http://{DEFAULT_HOST}:{port}/wecom/{DEMO_SLUG}/callback"
+    with EmulatorControl(emulator_url, corp_id=tenant.wecom_corp_id) as control:
+        control.setup_corp(**emulator_corp(tenant, callback_url))
+        if not control.verify_callback().get("ok"):
+            raise click.ClickException("The emulator could not verify the callback URL")
+    if run_sync_cli(DEMO_SLUG, full=True) != 0:
+        raise click.ClickException("The first sync of the demo corp failed")
+    assign_demo_roles(tenant)
 
 
 @contextmanager
@@ -198,7 +268,7 @@ def _supervise(commands: dict[str, list[str]]) -> Iterator[dict[str, subprocess.
                 process.kill()
 
 
-def _wait_until_healthy(port: int, running: dict[str, subprocess.Popen]) -> None:
+def _wait_until_healthy(url: str, running: dict[str, subprocess.Popen]) -> None:
     import urllib.request
 
     deadline = time.monotonic() + 60
@@ -207,11 +277,11 @@ def _wait_until_healthy(port: int, running: dict[str, subprocess.Popen]) -> None
             if process.poll() is not None:
                 raise click.ClickException(f"The {name} exited with code {process.returncode}")
         try:
-            with urllib.request.urlopen(f"http://{DEFAULT_HOST}:{port}/healthz", timeout=2):
+            with urllib.request.urlopen(url, timeout=2):
                 return
         except OSError:
             time.sleep(0.3)
-    raise click.ClickException(f"The server did not answer on port {port} within 60 s")
+    raise click.ClickException(f"{url} did not answer within 60 s")
 
 
 def _wait_for_exit(running: dict[str, subprocess.Popen]) -> None:
@@ -220,6 +290,80 @@ def _wait_for_exit(running: dict[str, subprocess.Popen]) -> None:
             if process.poll() is not None:
                 raise click.ClickException(f"The {name} exited with code {process.returncode}")
         time.sleep(0.5)
+
+
+# --- WeCom ------------------------------------------------------------------------------
+@main.command("wecom-emulator")
+@click.option("--host", default=DEFAULT_HOST, show_default=True)
+@click.option(
+    "--port", default=DEFAULT_EMULATOR_PORT, show_default=True, type=click.IntRange(1, 65535)
+)
+@click.option("--state", "state_path", default=None, help="JSON file of the emulated world.")
+@click.option("--seed", default=None, help="Seed of the emulator's id generator.")
+def wecom_emulator(host: str, port: int, state_path: str | None, seed: str | None) -> None:
+    """Run the local WeCom emulator (a stand-in for Tencent's servers)."""
+    from siyu.wecom.emulator import run_emulator
+
+    if state_path is None:
+        data_dir = os.environ.get("SIYU_DATA_DIR", os.path.join(os.getcwd(), "var"))
+        os.makedirs(data_dir, exist_ok=True)
+        state_path = os.path.join(data_dir, "wecom-emulator.json")
+    run_emulator(host=host, port=port, state_path=state_path, seed=seed, log_level="warning")
+
+
+@main.group()
+def wecom() -> None:
+    """WeCom connection: sync."""
+
+
+@wecom.command("sync")
+@click.option("--tenant", "tenant_slug", default=None, help="Tenant slug (default: all).")
+@click.option(
+    "--incremental", is_flag=True, help="Only add and update; do not remove what is missing."
+)
+@django_command
+def wecom_sync(tenant_slug: str | None, incremental: bool) -> None:
+    """Reconcile staff, departments, tags, customers and groups with WeCom."""
+    from siyu.wecom.sync import run_sync_cli
+
+    code = run_sync_cli(tenant_slug, full=not incremental)
+    if code:
+        raise SystemExit(code)
+
+
+@main.command()
+@click.option(
+    "--emulator-url", default=f"http://{DEFAULT_HOST}:{DEFAULT_EMULATOR_PORT}", show_default=True
+)
+@click.option("--corp-id", default=None, help="Emulated corp (default: the only one).")
+@click.option("--seed", default=7, show_default=True, type=int)
+@click.option("--days", default=7, show_default=True, type=click.IntRange(0, 365))
+@click.option("--follow", is_flag=True, help="Keep running live after the back-fill.")
+@click.option("--speed", default=720.0, show_default=True, help="Simulated seconds per second.")
+@click.option("--scale", default=1.0, show_default=True, help="Share of the default traffic.")
+def simulate(
+    emulator_url: str,
+    corp_id: str | None,
+    seed: int,
+    days: int,
+    follow: bool,
+    speed: float,
+    scale: float,
+) -> None:
+    """Drive the WeCom emulator with a synthetic population (a living private domain)."""
+    from siyu.simulator.cli import run_simulate_cli
+
+    code = run_simulate_cli(
+        emulator_url=emulator_url,
+        corp_id=corp_id,
+        seed=seed,
+        days=days,
+        follow=follow,
+        speed=speed,
+        scale=scale,
+    )
+    if code:
+        raise SystemExit(code)
 
 
 # --- tenants ----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -515,6 +515,291 @@ def remove_follow(
     return follow
 
 
+# --- many at once (a first import: the WeCom sync) -----------------------------------------------
+FOLLOW_DEFAULTS: dict[str, Any] = {
+    "remark": "",
+    "description": "",
+    "remark_mobiles": (),
+    "remark_corp_name": "",
+    "add_way": 0,
+    "state": "",
+    "oper_userid": "",
+}
+
+
+@transaction.atomic
+def create_customers(
+    tenant: Any, profiles: Sequence[dict[str, Any]], *, seen_at: datetime | None = None
+) -> dict[str, tuple[Customer, bool]]:
+    """``upsert_customer`` for many customers, the new ones in one INSERT.
+
+    ``profiles`` are ``upsert_customer``'s keyword arguments (``external_userid``, ``name``,
+    ...). Returns ``{external_userid: (customer, created)}``; customers already known are
+    returned as stored, untouched (refresh a changed profile with ``upsert_customer``). Like
+    ``upsert_customer``, a new customer records no event. Raises ``InvalidInput`` (and
+    creates nothing) when a profile is invalid.
+    """
+    seen_at = as_datetime(seen_at, "seen_at")
+    wanted: dict[str, dict[str, Any]] = {}
+    for profile in profiles:
+        fields = dict(profile)
+        external_userid = _clean_external_userid(fields.pop("external_userid", ""))
+        if external_userid not in wanted:
+            defaults = {"name": "", "avatar": "", "type": 1, "gender": 0, "unionid": ""}
+            defaults.update({"corp_name": "", "corp_full_name": "", "position": ""})
+            wanted[external_userid] = _profile_values(**{**defaults, **fields})
+    customers = Customer.objects.for_tenant(tenant)
+    result = {
+        customer.external_userid: (customer, False)
+        for customer in customers.filter(external_userid__in=list(wanted))
+    }
+    new = [
+        Customer(tenant=tenant, external_userid=external_userid, wecom_seen_at=seen_at, **values)
+        for external_userid, values in wanted.items()
+        if external_userid not in result
+    ]
+    if not new:
+        return result
+    try:
+        with transaction.atomic():
+            customers.bulk_create(new)
+    except IntegrityError:  # created meanwhile (a callback): one by one, then
+        for customer in new:
+            values = {name: getattr(customer, name) for name in wanted[customer.external_userid]}
+            result[customer.external_userid] = upsert_customer(
+                tenant, external_userid=customer.external_userid, seen_at=seen_at, **values
+            )
+        return result
+    for customer in new:
+        result[customer.external_userid] = (customer, True)
+    return result
+
+
+@transaction.atomic
+def add_follows(
+    tenant: Any,
+    items: Sequence[tuple[Customer, Any, dict[str, Any]]],
+    *,
+    seen_at: datetime | None = None,
+    source: str = "sync",
+) -> list[tuple[Follow, bool]]:
+    """``upsert_follow`` for many friendships, the new ones in a few bulk statements.
+
+    ``items`` are ``(customer, staff, fields)`` with ``fields`` the rest of
+    ``upsert_follow``'s keyword arguments (``added_at``, ``remark``, ..., ``tag_ids``).
+    Friendships that do not exist yet, of customers who are not lost, are inserted together
+    with their tags, the customers' first-add and owner bookkeeping, and the same events,
+    keys and payloads as ``upsert_follow`` would record one by one; any
+    other item (an existing friendship, a lost customer, the same pair twice) goes through
+    ``upsert_follow``, with every other item of the same customer. Each customer's events
+    come in the order given; events of different customers may interleave differently.
+    Returns ``(follow, began)`` in the order of ``items``.
+    """
+    seen_at = as_datetime(seen_at, "seen_at")
+    prepared = []
+    for customer, staff, fields in items:
+        _check_tenant(tenant, customer, staff)
+        given = {**FOLLOW_DEFAULTS, **fields}
+        tag_ids = given.pop("tag_ids", None)
+        given["added_at"] = as_datetime(given.get("added_at"), "added_at", required=True)
+        prepared.append((customer, staff, _follow_values(**given), tag_ids, fields))
+    customer_ids = {customer.pk for customer, *_rest in prepared}
+    stored = {
+        customer.pk: customer
+        for customer in Customer.objects.for_tenant(tenant)
+        .select_for_update()
+        .filter(pk__in=customer_ids)
+    }
+    follows = Follow.objects.for_tenant(tenant)
+    pairs = set(follows.filter(customer_id__in=customer_ids).values_list("customer_id", "staff_id"))
+    # A customer with any item that needs the one-by-one path goes that way entirely, so
+    # that each customer's changes (and owner moves) happen in the order given.
+    claimed, one_by_one = set(), set()
+    for customer, staff, *_rest in prepared:
+        pair, current = (customer.pk, staff.pk), stored.get(customer.pk)
+        if pair in pairs or pair in claimed or current is None or current.status != "active":
+            one_by_one.add(customer.pk)
+        claimed.add(pair)
+    quick = [i for i, item in enumerate(prepared) if item[0].pk not in one_by_one]
+    slow = [i for i, item in enumerate(prepared) if item[0].pk in one_by_one]
+    results: dict[int, tuple[Follow, bool]] = {}
+    if quick:
+        try:
+            with transaction.atomic():
+                results = _insert_follows(
+                    tenant, [prepared[i] for i in quick], quick, stored, pairs, seen_at, source
+                )
+        except IntegrityError:  # a callback added one of them meanwhile: one by one, then
+            results, slow = {}, sorted(slow + quick)
+    for index in slow:
+        customer, staff, _values, _tag_ids, fields = prepared[index]
+        results[index] = upsert_follow(
+            tenant, customer=customer, staff=staff, seen_at=seen_at, source=source, **fields
+        )
+    return [results[index] for index in range(len(prepared))]
+
+
+def _insert_follows(
+    tenant: Any,
+    prepared: list[tuple[Customer, Any, dict[str, Any], list[str] | None, dict[str, Any]]],
+    indexes: list[int],
+    stored: dict[int, Customer],
+    pairs: set[tuple[int, int]],
+    seen_at: datetime | None,
+    source: str,
+) -> dict[int, tuple[Follow, bool]]:
+    from siyu.core.events import EventSpec, record_events
+    from siyu.tenancy.models import Staff
+
+    tenant_id = getattr(tenant, "pk", tenant)
+    new = [
+        Follow(
+            tenant_id=tenant_id,
+            customer=stored[customer.pk],
+            staff=staff,
+            wecom_seen_at=seen_at,
+            **values,
+        )
+        for customer, staff, values, _tag_ids, _fields in prepared
+    ]
+    Follow.objects.for_tenant(tenant_id).bulk_create(new)
+    customer_ids = list({follow.customer_id for follow in new})
+    # The earliest active friendship of each customer so far decides their owner.
+    earliest: dict[int, tuple[datetime, int]] = {}
+    for customer_id, staff_id, added_at in (
+        Follow.objects.for_tenant(tenant_id)
+        .filter(customer_id__in=customer_ids, status=Follow.Status.ACTIVE)
+        .exclude(pk__in=[follow.pk for follow in new])
+        .order_by("added_at", "id")
+        .values_list("customer_id", "staff_id", "added_at")
+    ):
+        earliest.setdefault(customer_id, (added_at, staff_id))
+    userids = {staff.pk: staff.wecom_userid for _c, staff, *_rest in prepared}
+    missing = {staff_id for _a, staff_id in earliest.values()} | {
+        c.owner_id for c in stored.values() if c.owner_id
+    }
+    missing -= set(userids)
+    if missing:
+        userids.update(
+            Staff.objects.for_tenant(tenant_id)
+            .filter(pk__in=missing)
+            .values_list("id", "wecom_userid")
+        )
+    befriended = {customer_id for customer_id, _staff_id in pairs}
+    wanted_tags = {
+        tag_id for *_rest, tag_ids, _fields in prepared for tag_id in _clean_tag_ids(tag_ids or ())
+    }
+    tags = {
+        tag.wecom_tag_id: tag
+        for tag in Tag.objects.for_tenant(tenant_id).filter(wecom_tag_id__in=wanted_tags)
+    }
+    specs: list[EventSpec] = []
+    links: list[FollowTag] = []
+    touched: dict[int, Customer] = {}
+    for follow, (_c, staff, _values, tag_ids, _fields) in zip(new, prepared, strict=True):
+        customer = follow.customer
+        first_ever = customer.pk not in befriended
+        befriended.add(customer.pk)
+        ids = {"external_userid": customer.external_userid, "userid": staff.wecom_userid}
+        payload = {
+            **ids,
+            "added_at": follow.added_at.isoformat(),
+            "add_way": follow.add_way,
+            "state": follow.state,
+            "oper_userid": follow.oper_userid,
+        }
+        common = {
+            "staff": staff,
+            "customer_id": customer.pk,
+            "source": source,
+            "occurred_at": follow.added_at,
+        }
+        if first_ever:
+            key = event_key(events.CUSTOMER_ADDED, customer.external_userid)
+            specs.append(EventSpec(events.CUSTOMER_ADDED, key, payload=payload, **common))
+        key = event_key(
+            events.FOLLOW_ADDED,
+            customer.external_userid,
+            staff.wecom_userid,
+            seconds(follow.added_at),
+        )
+        specs.append(
+            EventSpec(
+                events.FOLLOW_ADDED,
+                key,
+                payload={**payload, "first_for_customer": first_ever},
+                **common,
+            )
+        )
+        if customer.first_added_at is None or follow.added_at < customer.first_added_at:
+            customer.first_added_at = follow.added_at
+            customer.source_state = follow.state
+            touched[customer.pk] = customer
+        # _refresh_owner: the staff of the earliest active friendship (ties: the older row)
+        current = earliest.get(customer.pk)
+        if current is None or follow.added_at < current[0]:
+            earliest[customer.pk] = (follow.added_at, staff.pk)
+        owner_id = earliest[customer.pk][1]
+        if owner_id != customer.owner_id:
+            previous = customer.owner_id
+            customer.owner_id = owner_id
+            touched[customer.pk] = customer
+            if previous is not None:
+                key = event_key(
+                    events.CUSTOMER_OWNER_CHANGED,
+                    customer.external_userid,
+                    userids[owner_id],
+                    seconds(follow.added_at),
+                )
+                specs.append(
+                    EventSpec(
+                        events.CUSTOMER_OWNER_CHANGED,
+                        key,
+                        staff=Staff(pk=owner_id, tenant_id=tenant_id),
+                        customer_id=customer.pk,
+                        payload={
+                            "external_userid": customer.external_userid,
+                            "from_userid": userids[previous],
+                            "to_userid": userids[owner_id],
+                        },
+                        source=source,
+                        occurred_at=follow.added_at,
+                    )
+                )
+        if tag_ids is not None:
+            added = [tag_id for tag_id in _clean_tag_ids(tag_ids) if tag_id in tags]
+            if added:
+                links += [FollowTag(tenant_id=tenant_id, follow=follow, tag=tags[t]) for t in added]
+                summary = {"added": added, "removed": []}
+                key = event_key(
+                    events.FOLLOW_TAGS_CHANGED,
+                    customer.external_userid,
+                    staff.wecom_userid,
+                    millis(seen_at),
+                    digest(summary),
+                )
+                specs.append(
+                    EventSpec(
+                        events.FOLLOW_TAGS_CHANGED,
+                        key,
+                        staff=staff,
+                        customer_id=customer.pk,
+                        payload={**ids, **summary},
+                        source=source,
+                        occurred_at=seen_at,
+                    )
+                )
+    FollowTag.objects.for_tenant(tenant_id).bulk_create(links)
+    for customer in touched.values():  # one UPDATE each is faster than bulk_update's CASEs
+        customer.save(update_fields=["first_added_at", "source_state", "owner", "updated_at"])
+    record_events(tenant_id, specs)
+    return {index: (follow, True) for index, follow in zip(indexes, new, strict=True)}
+
+
+def _clean_tag_ids(tag_ids: Iterable[Any]) -> list[str]:
+    return list(dict.fromkeys(str(tag_id).strip() for tag_id in tag_ids if str(tag_id).strip()))
+
+
 # --- tags -------------------------------------------------------------------------------------
 @dataclass
 class TagChange:
@@ -566,7 +851,7 @@ def set_follow_tags(
 def _replace_tags(
     follow: Follow, tag_ids: Iterable[str], *, seen_at: datetime | None, source: str
 ) -> TagChange:
-    wanted = list(dict.fromkeys(str(tag_id).strip() for tag_id in tag_ids if str(tag_id).strip()))
+    wanted = _clean_tag_ids(tag_ids)
     tags = {
         tag.wecom_tag_id: tag
         for tag in Tag.objects.for_tenant(follow.tenant_id).filter(wecom_tag_id__in=wanted)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.db.models.signals import post_delete, post_save
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -25,6 +27,12 @@ from siyu.wecom.models import CallbackInbox
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 256 * 1024
+# How long a process reuses a tenant's callback settings. WeCom may post hundreds of
+# callbacks a second; without this each one reads the tenant row and decrypts its secrets.
+# A change saved in this process applies at once (signals below); one saved in another
+# process (the console, the CLI) applies within this many seconds.
+CRYPTO_CACHE_SECONDS = 5.0
+_crypto_cache: dict[str, tuple[float, tuple[Tenant, WeComCrypto]]] = {}
 
 
 def _plain(text: str, status: int) -> HttpResponse:
@@ -32,6 +40,29 @@ def _plain(text: str, status: int) -> HttpResponse:
 
 
 def _crypto_for(slug: str) -> tuple[Tenant, WeComCrypto] | None:
+    """The active tenant of a callback URL and its crypto, or None (unknown, unconfigured)."""
+    cached = _crypto_cache.get(slug)
+    if cached is not None and time.monotonic() < cached[0]:
+        return cached[1]
+    found = _load_crypto(slug)
+    if found is None:
+        _crypto_cache.pop(slug, None)  # misses are not kept: any slug may be asked for
+    else:
+        _crypto_cache[slug] = (time.monotonic() + CRYPTO_CACHE_SECONDS, found)
+    return found
+
+
+def _forget_tenant(sender: type[Tenant], instance: Tenant, **kwargs: object) -> None:
+    _crypto_cache.clear()  # cheap, and right whatever changed (even the slug)
+    # Once more when the change commits: a request meanwhile may have cached the old row.
+    transaction.on_commit(_crypto_cache.clear)
+
+
+post_save.connect(_forget_tenant, sender=Tenant, dispatch_uid="wecom-callback-crypto-cache")
+post_delete.connect(_forget_tenant, sender=Tenant, dispatch_uid="wecom-callback-crypto-cache")
+
+
+def _load_crypto(slug: str) -> tuple[Tenant, WeComCrypto] | None:
     tenant = Tenant.objects.filter(slug=slug, is_active=True).first()
     if tenant is None or not (tenant.wecom_callback_token and tenant.wecom_callback_aes_key):
         return None

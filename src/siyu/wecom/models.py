@@ -8,7 +8,10 @@ WeCom's retries) and auditable (the decrypted envelope is kept).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from siyu.core.scoping import TenantScopedModel
@@ -48,3 +51,57 @@ class CallbackInbox(TenantScopedModel):
 
     def __str__(self) -> str:
         return f"{self.event}/{self.change_type} #{self.pk}"
+
+
+class SyncRun(TenantScopedModel):
+    """One full or incremental reconcile of a tenant's data with WeCom (``siyu.wecom.sync``).
+
+    Updated while it runs (at most every half second) so that the console and the CLI can
+    show its stage and progress; ``counters`` holds what it read and changed so far.
+    """
+
+    class Kind(models.TextChoices):
+        FULL = "full", _("full")
+        INCREMENTAL = "incremental", _("incremental")
+
+    class Status(models.TextChoices):
+        RUNNING = "running", _("running")
+        SUCCEEDED = "succeeded", _("succeeded")
+        FAILED = "failed", _("failed")
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", _("schedule")
+        CONSOLE = "console", _("console")
+        CLI = "cli", _("command line")
+        API = "api", _("API")
+
+    kind = models.CharField(_("kind"), max_length=12, choices=Kind.choices)
+    trigger = models.CharField(
+        _("started by"), max_length=10, choices=Trigger.choices, default=Trigger.SCHEDULE
+    )
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.RUNNING, db_index=True
+    )
+    stage = models.CharField(_("stage"), max_length=20, blank=True)
+    progress = models.FloatField(_("progress (%)"), default=0)
+    counters = models.JSONField(_("counters"), default=dict, blank=True)
+    warnings = models.JSONField(_("warnings"), default=list, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    started_at = models.DateTimeField(_("started at"), auto_now_add=True, db_index=True)
+    # Doubles as the heartbeat: a "running" row not updated for long was interrupted.
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("WeCom sync")
+        verbose_name_plural = _("WeCom syncs")
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "status"], name="syncrun_tenant_status")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk}"
+
+    @property
+    def duration(self) -> timedelta:
+        """How long it ran (so far, while running)."""
+        return (self.finished_at or timezone.now()) - self.started_at

@@ -134,7 +134,7 @@ def test_the_sidebar_is_grouped_by_domain_and_gated_by_permission(
         "客户": ["客户", "标签组", "标签"],
         "社群": ["客户群"],
         "数据": ["仪表盘", "事件"],
-        "设置": ["企业", "部门", "员工", "角色", "API 密钥", "审计日志"],
+        "设置": ["企业", "部门", "员工", "角色", "API 密钥", "审计日志", "企业微信同步"],
     }
     client.logout()
     sales_groups = {

@@ -241,6 +241,7 @@ CORP_ACTIONS: dict[str, Action] = {
     "customers": lambda w, c, b: {
         k: v for k, v in dump(physics.new_customer(w, c, b)).items() if k != "follows"
     },
+    "bulk/customers": physics.bulk_customers,
     "scan": physics.scan_contact_way,
     "add-contact": physics.add_contact,
     "customer-deletes-staff": physics.customer_deletes_staff,

@@ -209,6 +209,77 @@ def scan_contact_way(world: World, corp: Corp, body: dict[str, Any]) -> dict[str
     return {**result, "config_id": config_id}
 
 
+def bulk_customers(world: World, corp: Corp, body: dict[str, Any]) -> dict[str, Any]:
+    """Many customers with their friendships at once (seeding large worlds: benchmarks, demos).
+
+    ``customers`` is a list of customer fields, each with ``follows``: ``[{"userid",
+    "createtime", "add_way", "state", "remark", "description", "tags": [tag ids]}]``
+    (``createtime`` defaults to now). These are friendships that already existed: no
+    callbacks, welcome codes or statistics unless ``"silent": false``, which adds each
+    friendship as if made now (``add_contact``) with its callback.
+    """
+    specs = body.get("customers")
+    if not isinstance(specs, list):
+        raise EmulatorError("give customers (a list)")
+    silent = body.get("silent", True) is not False
+    now = world.now()
+    given: set[str] = set()
+    for spec in specs:  # check everything first: a bad item changes nothing
+        if not isinstance(spec, dict):
+            raise EmulatorError("each customer is an object")
+        external_userid = spec.get("external_userid")
+        if external_userid and (external_userid in corp.customers or external_userid in given):
+            raise EmulatorError(f"customer {external_userid} exists", 409)
+        if external_userid:
+            given.add(external_userid)
+        for follow in spec.get("follows") or []:
+            active_staff(corp, str(follow.get("userid") or ""))
+            for tag_id in follow.get("tags") or []:
+                if corp.tag(tag_id) is None:
+                    raise EmulatorError(f"no tag {tag_id!r}", 404)
+    external_userids, follows = [], 0
+    for spec in specs:
+        fields = {k: v for k, v in spec.items() if k != "follows"}
+        customer = new_customer(world, corp, fields)
+        external_userids.append(customer.external_userid)
+        for item in spec.get("follows") or []:
+            userid = str(item["userid"])
+            if userid in customer.follows:
+                continue
+            if silent:
+                corp.add_follow(
+                    customer,
+                    Follow(
+                        userid=userid,
+                        createtime=int(item.get("createtime") or now),
+                        add_way=int(item.get("add_way") or ADD_WAY_QR),
+                        state=str(item.get("state") or ""),
+                        oper_userid=str(item.get("oper_userid") or customer.external_userid),
+                        remark=str(item.get("remark") or ""),
+                        description=str(item.get("description") or ""),
+                        tags=list(dict.fromkeys(str(t) for t in item.get("tags") or [])),
+                    ),
+                )
+            else:
+                add_follow(
+                    world,
+                    corp,
+                    customer,
+                    userid,
+                    add_way=int(item.get("add_way") or ADD_WAY_QR),
+                    state=str(item.get("state") or ""),
+                )
+                customer.follows[userid].tags = list(
+                    dict.fromkeys(str(t) for t in item.get("tags") or [])
+                )
+            follows += 1
+    return {
+        "customers": len(external_userids),
+        "follows": follows,
+        "external_userids": external_userids,
+    }
+
+
 # --- relationships ended -----------------------------------------------------------------------
 def _existing_follow(corp: Corp, body: dict[str, Any]) -> tuple[Customer, str]:
     customer = corp.customers.get(body.get("external_userid") or "")

@@ -63,6 +63,9 @@ class EmulatorServer:
         self.app = create_app(self.world, **app_options)
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit it: without, every response on a kept-alive
+        # connection waits ~40 ms for the client's delayed ACK (Nagle's algorithm).
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._socket.bind((host, port))
         self.host, self.port = self._socket.getsockname()[:2]
         config = uvicorn.Config(self.app, log_level="warning", lifespan="on")
@@ -224,6 +227,12 @@ class EmulatorControl:
 
     def add_customer(self, **fields: Any) -> dict[str, Any]:
         return self.post("customers", **fields)
+
+    def bulk_customers(
+        self, customers: list[dict[str, Any]], *, silent: bool = True
+    ) -> dict[str, Any]:
+        """Many customers with their ``follows`` in one call (see ``physics.bulk_customers``)."""
+        return self.post("bulk/customers", customers=customers, silent=silent)
 
     # --- customers -----------------------------------------------------------------------------
     def scan(

@@ -87,6 +87,20 @@ def test_a_retried_callback_is_stored_once(
     assert row.deliveries == 4
 
 
+def test_a_changed_tenant_applies_at_once_despite_the_crypto_cache(client, sample_tenant, crypto):
+    """The endpoint keeps each tenant's crypto for a few seconds; saving the tenant drops it."""
+    from siyu.tenancy.services import system_actor, update_tenant
+
+    assert post(client, crypto.encrypt_message("<xml><Event>a</Event></xml>")).status_code == 200
+    actor = system_actor(sample_tenant)
+    update_tenant(sample_tenant, wecom_callback_token="AnotherToken1", by=actor)
+    assert post(client, crypto.encrypt_message("<xml><Event>b</Event></xml>")).status_code == 401
+    rotated = WeComCrypto("AnotherToken1", SAMPLE["encoding_aes_key"], SAMPLE["corp_id"])
+    assert post(client, rotated.encrypt_message("<xml><Event>c</Event></xml>")).status_code == 200
+    update_tenant(sample_tenant, is_active=False, by=actor)
+    assert post(client, rotated.encrypt_message("<xml><Event>d</Event></xml>")).status_code == 404
+
+
 def test_processing_runs_once_even_when_asked_twice(sample_tenant, crypto):
     from siyu.wecom.callbacks import store_callback
     from siyu.wecom.processing import process
