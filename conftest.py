@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from huey.contrib.djhuey import HUEY
 
 from siyu.tenancy import services
@@ -25,6 +26,17 @@ def _tasks_run_inline():
     """Tasks run in-process in tests (the Redis test starts a real worker instead)."""
     HUEY.immediate = True
     yield
+
+
+@pytest.fixture(autouse=True)
+def _default_language():
+    """Each test starts in the configured language (Chinese), as a fresh process would: a
+    request earlier in the same thread may have switched to English."""
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import wraps
 from typing import Any
@@ -38,17 +38,46 @@ def django_command(function: Callable[..., Any]) -> Callable[..., Any]:
         _setup_django()
         from django.core.exceptions import ImproperlyConfigured
         from django.db import DatabaseError
+        from django.utils import translation
 
         from siyu.core.errors import ServiceError
 
         try:
-            return function(*args, **kwargs)
+            with translation.override(cli_language()):
+                return function(*args, **kwargs)
         except ServiceError as error:
             raise click.ClickException(error.message) from error
         except (ImproperlyConfigured, DatabaseError) as error:
             raise click.ClickException(f"{type(error).__name__}: {error}") from error
 
     return run
+
+
+def cli_language(environ: Mapping[str, str] | None = None) -> str:
+    """The language of the CLI's messages: the shell's locale (``LC_ALL``, ``LC_MESSAGES``,
+    ``LANG``, as gettext reads them) when Siyu speaks it, else the configured default.
+
+    ``LANG=en_US.UTF-8 siyu ...`` answers in English, ``zh_CN.UTF-8`` in Chinese; a server's
+    neutral ``C.UTF-8`` gets the platform's default language (Chinese).
+    """
+    from django.conf import settings
+    from django.utils.translation import get_supported_language_variant
+
+    environ = os.environ if environ is None else environ
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = environ.get(name, "").split(".")[0].split("@")[0]
+        if not value:
+            continue
+        if value in ("C", "POSIX"):
+            break
+        code = value.replace("_", "-").lower()
+        if code.startswith("zh"):
+            code = "zh-hans"  # Siyu's one Chinese: simplified
+        try:
+            return get_supported_language_variant(code)
+        except LookupError:
+            break
+    return settings.LANGUAGE_CODE
 
 
 def _tenant(slug: str):

@@ -15,7 +15,7 @@ AES_KEY = "6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt"
 
 @pytest.fixture
 def siyu(db):
-    runner = CliRunner()
+    runner = CliRunner(env={"LC_ALL": "", "LC_MESSAGES": "", "LANG": "en_US.UTF-8"})
 
     def run(*args):
         return runner.invoke(main, list(args), catch_exceptions=False)
@@ -176,3 +176,28 @@ def test_staff_user_and_api_key_from_the_command_line(siyu, tenant):
     assert raw_key not in str(list(ApiKey.objects.for_tenant(tenant).values()))
     assert siyu("apikey", "revoke", "--tenant", "brand-a", key.prefix).exit_code == 0
     assert authenticate_api_key(raw_key) is None
+
+
+@pytest.mark.parametrize(
+    ("environ", "language"),
+    [
+        ({"LANG": "en_US.UTF-8"}, "en"),
+        ({"LANG": "zh_CN.UTF-8"}, "zh-hans"),
+        ({"LANG": "zh_TW.UTF-8"}, "zh-hans"),
+        ({"LC_ALL": "en_GB.UTF-8", "LANG": "zh_CN.UTF-8"}, "en"),
+        ({"LANG": "C.UTF-8"}, "zh-hans"),
+        ({"LANG": "de_DE.UTF-8"}, "zh-hans"),
+        ({}, "zh-hans"),
+    ],
+)
+def test_the_cli_speaks_the_shells_language_when_it_can(environ, language):
+    from siyu.cli import cli_language
+
+    assert cli_language(environ) == language
+
+
+def test_cli_errors_come_in_chinese_under_a_chinese_locale(db, tenant):
+    runner = CliRunner(env={"LC_ALL": "", "LC_MESSAGES": "", "LANG": "zh_CN.UTF-8"})
+    result = runner.invoke(main, ["tenant", "add", "brand-a", "--name", "Again"])
+    assert result.exit_code != 0
+    assert "已存在" in result.output

@@ -190,6 +190,9 @@ def create_app(
         api = request.path_params["path"].strip("/")
         query = request.query_params
         client_ip = request.client.host if request.client else "127.0.0.1"
+        # The whole request is received before any injected latency, as at WeCom: a client
+        # that gives up waiting has still delivered its call, which then takes effect.
+        raw = await request.body() if request.method == "POST" else b""
         with world.lock:
             token = world.tokens.get(query.get("access_token") or "")
             corp_hint = token.corp_id if token else query.get("corpid")
@@ -223,7 +226,6 @@ def create_app(
         files: dict[str, tuple[str, bytes]] = {}
         if request.method == "POST" and endpoint.method == "POST":
             content_type = request.headers.get("content-type", "")
-            raw = await request.body()
             if content_type.startswith("multipart/form-data"):
                 files = parse_multipart(content_type, raw)
             elif raw.strip():

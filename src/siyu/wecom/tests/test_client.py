@@ -562,7 +562,7 @@ def test_group_chats_walk_next_cursor(make_client, fake):
 def test_a_repeated_cursor_stops_the_walk_with_an_error(make_client, fake):
     looping = {"group_chat_list": [{"chat_id": "wr1"}], "next_cursor": "SAME"}
     fake.script("externalcontact/groupchat/list", looping, looping, looping)
-    with pytest.raises(WeComError, match="cursor"):
+    with pytest.raises(WeComError, match="游标"):  # "the pagination cursor repeated"
         list(make_client().iter_group_chats())
 
 

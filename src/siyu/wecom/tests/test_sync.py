@@ -310,7 +310,7 @@ def test_a_tenant_without_wecom_secrets_gets_a_clear_error(db, emulator):
     tenant = TenantFactory(slug="no-secrets", wecom_corp_id="")
     with pytest.raises(WeComNotConfigured) as caught:
         sync_tenant(tenant)
-    assert "customer-contact secret" in caught.value.message
+    assert "客户联系 Secret" in caught.value.message  # the console's language
     assert caught.value.details["missing"] == ["wecom_corp_id", "wecom_contact_secret"]
     assert not SyncRun.objects.for_tenant(tenant).exists()
 
@@ -411,7 +411,7 @@ def test_the_cli_refuses_an_unknown_tenant(db, capsys):
 def test_the_cli_reports_a_tenant_that_cannot_sync(db, emulator, capsys):
     TenantFactory(slug="half-set", wecom_corp_id="wwhalf")
     assert run_sync_cli("half-set", False) == 1
-    assert "secret" in capsys.readouterr().err
+    assert "Secret" in capsys.readouterr().err
 
 
 # --- the console --------------------------------------------------------------------------------
