@@ -138,6 +138,15 @@ class Staff(TenantScopedModel):
         on_delete=models.SET_NULL,
         related_name="staff",
     )
+    direct_leader = models.ForeignKey(
+        "self",
+        verbose_name=_("direct leader"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="direct_reports",
+        help_text=_("WeCom's direct_leader: who is told when this staff loses a customer"),
+    )
     departed_at = models.DateTimeField(_("departed at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 

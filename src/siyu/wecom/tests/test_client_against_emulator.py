@@ -9,6 +9,7 @@ emulator's world afterwards: nothing may be lost, and nothing applied twice.
 from __future__ import annotations
 
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -73,7 +74,7 @@ def wire() -> WireLog:
 
 @pytest.fixture
 def make_client(emulator: EmulatorServer, wire: WireLog, control: EmulatorControl):
-    cache = LocMemCache(f"client-faults-{id(emulator)}", {})
+    cache = LocMemCache(f"client-faults-{uuid.uuid4()}", {})  # no token of another test
     made: list[httpx.Client] = []
 
     def make(**options: Any) -> WeComClient:
