@@ -49,6 +49,8 @@ INSTALLED_APPS = [
     "siyu.tenancy",
     "siyu.customers",
     "siyu.community",
+    "siyu.segments",
+    "siyu.engagement",
     "siyu.core",
     "siyu.wecom",
 ]
@@ -161,6 +163,10 @@ USE_I18N = True
 USE_TZ = True
 
 # --- static files -----------------------------------------------------------------------
+# Uploaded imports and generated exports hold personal data: they live under the data
+# directory and are served only through views that check the tenant and the data scope
+# (no MEDIA_URL).
+MEDIA_ROOT = DATA_DIR / "media"
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)

@@ -161,3 +161,66 @@ class AuditEntry(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"{self.action} {self.object_repr}"
+
+
+def _job_upload_path(job: BackgroundJob, filename: str) -> str:
+    return f"jobs/{job.tenant_id}/{filename}"
+
+
+class BackgroundJob(TenantScopedModel):
+    """A long piece of work a person started (an import, an export, a bulk tagging, ...):
+    its progress for the console's progress bar and the CLI, its result, and its files.
+
+    The work itself runs in the task queue; ``siyu.core.jobs`` is the one writer.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("queued")
+        RUNNING = "running", _("running")
+        SUCCEEDED = "succeeded", _("succeeded")
+        FAILED = "failed", _("failed")
+        CANCELLED = "cancelled", _("cancelled")
+
+    kind = models.CharField(_("kind"), max_length=60, db_index=True)
+    label = models.CharField(_("description"), max_length=200)
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.QUEUED
+    )
+    done = models.PositiveIntegerField(_("done"), default=0)
+    total = models.PositiveIntegerField(_("total"), null=True, blank=True)
+    params = models.JSONField(_("parameters"), default=dict, blank=True)
+    result = models.JSONField(_("result"), default=dict, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    input_file = models.FileField(_("input file"), upload_to=_job_upload_path, blank=True)
+    output_file = models.FileField(_("output file"), upload_to=_job_upload_path, blank=True)
+    created_by = models.ForeignKey(
+        "tenancy.Staff",
+        verbose_name=_("started by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="jobs",
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    data_scope_owner = "created_by"
+
+    class Meta:
+        verbose_name = _("background job")
+        verbose_name_plural = _("background jobs")
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "status"], name="backgroundjob_status")]
+
+    def __str__(self) -> str:
+        return self.label
+
+    @property
+    def percent(self) -> int | None:
+        """Progress in percent, or None while the total is unknown."""
+        if self.status == self.Status.SUCCEEDED:
+            return 100
+        if not self.total:
+            return None
+        return min(100, self.done * 100 // self.total)

@@ -142,7 +142,9 @@ class Customer(TenantScopedModel):
             models.Index(fields=["tenant", "phone_hash"], name="customer_phone_hash"),
             models.Index(fields=["tenant", "lifecycle_stage"], name="customer_lifecycle"),
             models.Index(fields=["tenant", "source_state"], name="customer_source_state"),
-            models.Index(fields=["tenant", "last_interaction_at"], name="customer_last_interaction"),
+            models.Index(
+                fields=["tenant", "last_interaction_at"], name="customer_last_interaction"
+            ),
         ]
         permissions = [
             ("view_customer_phone", "Can see customers' phone numbers unmasked"),
@@ -365,7 +367,9 @@ class CustomField(TenantScopedModel):
         CHOICE = "choice", _("single choice")
         MULTI_CHOICE = "multi_choice", _("multiple choice")
 
-    key = models.SlugField(_("key"), max_length=40, help_text=_("Used in rules, imports and the API"))
+    key = models.SlugField(
+        _("key"), max_length=40, help_text=_("Used in rules, imports and the API")
+    )
     label = models.CharField(_("label"), max_length=60)
     type = models.CharField(_("type"), max_length=16, choices=Type.choices, default=Type.TEXT)
     choices = models.JSONField(_("choices"), default=list, blank=True)
@@ -510,7 +514,10 @@ class ChurnAlert(TenantScopedModel):
         Follow, verbose_name=_("friendship"), on_delete=models.CASCADE, related_name="churn_alerts"
     )
     staff = models.ForeignKey(
-        "tenancy.Staff", verbose_name=_("staff"), on_delete=models.PROTECT, related_name="churn_alerts"
+        "tenancy.Staff",
+        verbose_name=_("staff"),
+        on_delete=models.PROTECT,
+        related_name="churn_alerts",
     )
     kind = models.CharField(_("kind"), max_length=12, choices=Kind.choices)
     occurred_at = models.DateTimeField(_("deleted at"))
@@ -521,7 +528,9 @@ class ChurnAlert(TenantScopedModel):
     other_follows = models.PositiveIntegerField(
         _("other staff still friends"), default=0, help_text=_("0 means the brand lost them")
     )
-    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.OPEN)
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.OPEN
+    )
     resolved_at = models.DateTimeField(_("resolved at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
@@ -558,7 +567,10 @@ class Handover(TenantScopedModel):
 
     kind = models.CharField(_("kind"), max_length=12, choices=Kind.choices)
     from_staff = models.ForeignKey(
-        "tenancy.Staff", verbose_name=_("from"), on_delete=models.PROTECT, related_name="handovers_out"
+        "tenancy.Staff",
+        verbose_name=_("from"),
+        on_delete=models.PROTECT,
+        related_name="handovers_out",
     )
     to_staff = models.ForeignKey(
         "tenancy.Staff", verbose_name=_("to"), on_delete=models.PROTECT, related_name="handovers_in"
@@ -570,7 +582,9 @@ class Handover(TenantScopedModel):
         help_text=_("In-service transfers only; WeCom's default when empty"),
     )
     reason = models.CharField(_("reason"), max_length=200, blank=True)
-    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PENDING)
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.PENDING
+    )
     created_by = models.ForeignKey(
         "tenancy.Staff",
         verbose_name=_("created by"),
@@ -608,9 +622,14 @@ class HandoverItem(TenantScopedModel):
         Handover, verbose_name=_("hand-over"), on_delete=models.CASCADE, related_name="items"
     )
     customer = models.ForeignKey(
-        Customer, verbose_name=_("customer"), on_delete=models.CASCADE, related_name="handover_items"
+        Customer,
+        verbose_name=_("customer"),
+        on_delete=models.CASCADE,
+        related_name="handover_items",
     )
-    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.QUEUED)
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.QUEUED
+    )
     errcode = models.IntegerField(_("errcode"), null=True, blank=True)
     detail = models.CharField(_("detail"), max_length=255, blank=True)
     takeover_at = models.DateTimeField(_("taken over at"), null=True, blank=True)
