@@ -45,3 +45,8 @@ def echo(value: Any) -> dict[str, Any]:
     import socket
 
     return {"value": value, "host": socket.gethostname(), "pid": os.getpid()}
+
+
+# Background jobs' task lives with their service module; importing it here registers it with
+# the queue wherever tasks are discovered.
+from siyu.core import jobs as _jobs  # noqa: E402,F401
