@@ -195,21 +195,29 @@ def _validate(event_type: str, key: str | None) -> None:
 
 
 def dispatch(event: Event) -> None:
-    """Run in-process handlers now and enqueue the queued ones (called after commit)."""
-    from siyu.core.tasks import run_event_handler
+    """Run in-process handlers now and enqueue the queued ones (called after commit).
 
+    The queued handlers of one event travel in one task: one queue write per event rather
+    than one per handler (what keeps callback processing ahead of WeCom's bursts).
+    """
+    from siyu.core.tasks import run_event_handlers
+
+    queued = []
     for spec in handlers_for(event.type):
         if spec.queued:
-            run_event_handler(event.pk, spec.name)
+            queued.append(spec.name)
         else:
             run_handler(event.pk, spec.name)
+    if queued:
+        run_event_handlers(event.pk, queued)
 
 
 def run_handler(event_id: int, handler_name: str) -> bool:
     """Run one handler for one event at most once; return whether it is done.
 
-    The handler's own writes and the ``done`` mark commit together, so a crash between
-    them cannot make the handler count as done without its effect (or vice versa).
+    The handler's own writes, its run record and the ``done`` mark commit together in one
+    transaction, so a crash between them cannot make the handler count as done without its
+    effect (or vice versa), and a handler costs one commit.
     """
     spec = _by_name.get(handler_name)
     event = Event.objects.unscoped("run a handler by event id").filter(pk=event_id).first()
@@ -217,30 +225,45 @@ def run_handler(event_id: int, handler_name: str) -> bool:
         logger.warning("No handler %s or event %s: skipped", handler_name, event_id)
         return False
     runs = HandlerRun.objects.for_tenant(event.tenant_id)
-    run, _ = runs.get_or_create(tenant_id=event.tenant_id, event=event, handler=handler_name)
-    if run.status == HandlerRun.Status.DONE:
-        return True
+    attempts = 0
     try:
         with transaction.atomic():
-            locked = runs.select_for_update().get(pk=run.pk)
-            if locked.status == HandlerRun.Status.DONE:
+            run, _created = runs.select_for_update().get_or_create(
+                tenant_id=event.tenant_id, event=event, handler=handler_name
+            )
+            if run.status == HandlerRun.Status.DONE:
                 return True
+            attempts = run.attempts
             spec.function(event)
             runs.filter(pk=run.pk).update(
                 status=HandlerRun.Status.DONE,
-                attempts=locked.attempts + 1,
+                attempts=attempts + 1,
                 finished_at=timezone.now(),
                 last_error="",
             )
         return True
     except Exception as error:
         logger.exception("Handler %s failed on event %s", handler_name, event_id)
+        _record_failure(event, handler_name, attempts, error)
+        return False
+
+
+def _record_failure(event: Event, handler_name: str, attempts: int, error: Exception) -> None:
+    """Keep the failure (outside the rolled-back transaction) for the redelivery sweep."""
+    runs = HandlerRun.objects.for_tenant(event.tenant_id)
+    message = f"{type(error).__name__}: {error}"[:2000]
+    try:
+        run, _created = runs.get_or_create(
+            tenant_id=event.tenant_id, event=event, handler=handler_name
+        )
+    except IntegrityError:  # a concurrent run created it meanwhile
+        run = runs.get(event=event, handler=handler_name)
+    if run.status != HandlerRun.Status.DONE:
         runs.filter(pk=run.pk).update(
             status=HandlerRun.Status.FAILED,
-            attempts=run.attempts + 1,
-            last_error=f"{type(error).__name__}: {error}"[:2000],
+            attempts=max(run.attempts, attempts) + 1,
+            last_error=message,
         )
-        return False
 
 
 def redeliver_pending(*, older_than: timedelta, within: timedelta) -> int:
@@ -249,7 +272,7 @@ def redeliver_pending(*, older_than: timedelta, within: timedelta) -> int:
     Covers a process that died between commit and dispatch, and handlers that failed (up to
     ``MAX_HANDLER_ATTEMPTS``).
     """
-    from siyu.core.tasks import run_event_handler
+    from siyu.core.tasks import run_event_handlers
 
     now = timezone.now()
     handled_types = [t for t, specs in _registry.items() if specs and t != "*"]
@@ -269,8 +292,8 @@ def redeliver_pending(*, older_than: timedelta, within: timedelta) -> int:
     }
     enqueued = 0
     for event_id, event_type in events.values_list("id", "type").iterator():
-        for spec in handlers_for(event_type):
-            if (event_id, spec.name) not in finished:
-                run_event_handler(event_id, spec.name)
-                enqueued += 1
+        names = [s.name for s in handlers_for(event_type) if (event_id, s.name) not in finished]
+        if names:
+            run_event_handlers(event_id, names)
+            enqueued += len(names)
     return enqueued

@@ -24,10 +24,24 @@ def on_commit_task(task_function: Any, *args: Any, **kwargs: Any) -> None:
 
 
 @db_task(retries=3, retry_delay=10)
-def run_event_handler(event_id: int, handler_name: str) -> bool:
+def run_event_handlers(event_id: int, handler_names: list[str]) -> None:
+    """Run the queued handlers of one event, each at most once (see ``run_handler``).
+
+    Returns nothing on purpose: Huey stores a task's non-None result, one more write per
+    task. A failed handler is left to the redelivery sweep; the others still run.
+    """
     from siyu.core.events import run_handler
 
-    return run_handler(event_id, handler_name)
+    for name in handler_names:
+        run_handler(event_id, name)
+
+
+@db_task(retries=3, retry_delay=10)
+def run_event_handler(event_id: int, handler_name: str) -> None:
+    """One handler of one event (tasks queued by earlier versions still arrive by this name)."""
+    from siyu.core.events import run_handler
+
+    run_handler(event_id, handler_name)
 
 
 @db_periodic_task(crontab(minute="*"))

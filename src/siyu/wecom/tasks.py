@@ -9,10 +9,12 @@ from huey.contrib.djhuey import db_periodic_task, db_task
 
 
 @db_task(retries=3, retry_delay=5)
-def process_callback(inbox_id: int) -> str:
+def process_callback(inbox_id: int) -> None:
+    """Process one stored callback. Returns nothing: Huey would store a result, one more
+    write per callback; the outcome is on the inbox row."""
     from siyu.wecom.processing import process
 
-    return process(inbox_id)
+    process(inbox_id)
 
 
 @db_periodic_task(crontab(minute="*"))
