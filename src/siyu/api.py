@@ -11,13 +11,22 @@ from importlib import import_module
 
 from siyu.core.api_errors import ERROR_CODES, ShapedNinjaAPI, install_error_handlers
 from siyu.core.api_support import api_auth
+from siyu.tenancy.roles import API_SCOPES
 
 # (module holding ``router``, URL prefix under /api/v1/) — add new domains here.
 DOMAIN_ROUTERS: tuple[tuple[str, str], ...] = (
     ("siyu.tenancy.api", "/"),
     ("siyu.core.api", "/"),
+    # Before customers.api: its /customers/{customer_id} would swallow /customers/bulk-tag.
+    ("siyu.customers.api_tags", "/"),
+    ("siyu.customers.api_io", "/"),
+    ("siyu.core.api_jobs", "/"),
     ("siyu.customers.api", "/"),
     ("siyu.community.api", "/"),
+    ("siyu.customers.api_profile", "/"),
+    ("siyu.customers.api_retention", "/"),
+    ("siyu.engagement.api", "/"),
+    ("siyu.segments.api", "/"),
 )
 
 DESCRIPTION = f"""
@@ -25,10 +34,10 @@ The REST API of Siyu, for scripts, integrations and the console's own pages.
 
 **Authentication.** Send a tenant API key as `Authorization: Bearer <key>` (or
 `X-API-Key: <key>`). A key is shown once when it is created, is stored only as a hash, can be
-revoked, and carries scopes (`tenant:read`, `staff:read`, `staff:write`, `events:read`,
-`events:write`, `customers:read`, `groups:read`). A key may act as a staff member: then that
-staff's permissions and data scope (own / department / whole tenant) also apply. Console users
-are authenticated by their session cookie; their writes need the `X-CSRFToken` header.
+revoked, and carries scopes ({", ".join(f"`{scope}`" for scope in API_SCOPES)}).
+A key may act as a staff member: then that staff's permissions and data scope (own /
+department / whole tenant) also apply. Console users are authenticated by their session
+cookie; their writes need the `X-CSRFToken` header.
 
 **Tenancy.** Every request acts within one tenant, taken from the key or the logged-in staff.
 Rows of other tenants, or outside the caller's data scope, are answered with 404.

@@ -579,5 +579,187 @@ def apikey_revoke(tenant_slug: str, prefix: str) -> None:
     click.echo(f"Revoked API key {prefix}")
 
 
+# --- customers: import and export ----------------------------------------------------------
+REPORT_LINES = 50  # problems of a failed import printed (all are in the job's report file)
+
+
+@main.group()
+def customers() -> None:
+    """Import and export customers (CSV or Excel)."""
+
+
+def _job_actor(brand, staff_userid: str | None):
+    """The CLI acts as the platform (every customer), or as a staff with their rights."""
+    if not staff_userid:
+        return _cli_actor(brand)
+    from siyu.tenancy.services import actor_for_staff
+
+    return actor_for_staff(_staff(brand, staff_userid), channel="cli")
+
+
+def _run_with_progress(job, label: str):
+    """Run the job here with a progress bar; if a worker took it first, follow it there."""
+    from siyu.core.jobs import execute_job
+    from siyu.core.models import BackgroundJob
+
+    with click.progressbar(length=1, label=label, show_percent=True, show_pos=True) as bar:
+
+        def show(done: int, total: int | None) -> None:
+            if total:
+                bar.length = total
+            bar.update(done - bar.pos)
+
+        finished = execute_job(job.tenant_id, job.pk, on_progress=show)
+        while finished is None or finished.status in ("queued", "running"):
+            time.sleep(0.5)
+            finished = BackgroundJob.objects.for_tenant(job.tenant_id).get(pk=job.pk)
+            show(finished.done, finished.total)
+        if finished.status == "succeeded" and finished.total:
+            show(finished.total, finished.total)
+    return finished
+
+
+def _fail(job) -> None:
+    """Print why a job failed (an import's problems, row by row) and exit non-zero."""
+    click.echo(click.style(job.error or job.get_status_display(), fg="red"), err=True)
+    problems = (job.result or {}).get("errors") or []
+    for problem in problems[:REPORT_LINES]:
+        where = f"row {problem.get('row')}"
+        if problem.get("column"):
+            where += f", {problem['column']}"
+        value = f" ({problem['value']})" if problem.get("value") else ""
+        click.echo(f"  {where}: {problem.get('reason')}{value}", err=True)
+    count = (job.result or {}).get("error_count", len(problems))
+    if count > REPORT_LINES:
+        click.echo(
+            f"  … and {count - REPORT_LINES} more: the full report is job {job.pk}'s file "
+            "(console: Background jobs)",
+            err=True,
+        )
+    raise SystemExit(1)
+
+
+@customers.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--tenant", "tenant_slug", required=True, help="Tenant slug.")
+@click.option("--dry-run", is_flag=True, help="Only check the file; write nothing.")
+@click.option(
+    "--create-missing", is_flag=True, help="Create customers whose external_userid is unknown."
+)
+@click.option("--as", "staff_userid", default=None, help="Import as this staff (their rights).")
+@django_command
+def customers_import(
+    path: str, tenant_slug: str, dry_run: bool, create_missing: bool, staff_userid: str | None
+) -> None:
+    """Import customers from a CSV (UTF-8 or GBK) or .xlsx file: all rows or none."""
+    from siyu.customers.imports import start_import
+
+    brand = _tenant(tenant_slug)
+    with open(path, "rb") as handle:
+        content = handle.read()
+    job = start_import(
+        _job_actor(brand, staff_userid),
+        filename=os.path.basename(path),
+        content=content,
+        dry_run=dry_run,
+        create_missing=create_missing,
+        enqueue=False,
+    )
+    finished = _run_with_progress(job, "Checking" if dry_run else "Importing")
+    if finished.status != "succeeded":
+        _fail(finished)
+    result = finished.result
+    verb = "Checked" if dry_run else "Imported"
+    click.echo(
+        f"{verb} {result.get('rows', 0)} rows: {result.get('created', 0)} new, "
+        f"{result.get('updated', 0)} changed, {result.get('unchanged', 0)} unchanged"
+        + (" (dry run: nothing written)" if dry_run else "")
+    )
+
+
+@customers.command("export")
+@click.option("--tenant", "tenant_slug", required=True, help="Tenant slug.")
+@click.option("--segment", "segment_id", type=int, default=None, help="Only this segment.")
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(["csv", "xlsx"]),
+    default=None,
+    help="File format (default: from the file name, else xlsx).",
+)
+@click.option("--columns", default="", help="Comma-separated column keys (default: all).")
+@click.option("--stage", "stages", multiple=True, help="Lifecycle stage (repeatable).")
+@click.option("--status", default="", help="active or lost.")
+@click.option("--as", "staff_userid", default=None, help="Export as this staff (their scope).")
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False))
+@django_command
+def customers_export(
+    tenant_slug: str,
+    segment_id: int | None,
+    file_format: str | None,
+    columns: str,
+    stages: tuple[str, ...],
+    status: str,
+    staff_userid: str | None,
+    output: str,
+) -> None:
+    """Export customers (all, or a segment's) to a CSV or .xlsx file."""
+    import shutil
+
+    from siyu.customers.exports import start_export
+
+    brand = _tenant(tenant_slug)
+    if file_format is None:
+        file_format = "csv" if output.lower().endswith(".csv") else "xlsx"
+    selection = {
+        "format": file_format,
+        "segment_id": segment_id,
+        "columns": [c.strip() for c in columns.split(",") if c.strip()],
+        "stage": list(stages),
+        "status": status,
+    }
+    job = start_export(_job_actor(brand, staff_userid), selection, enqueue=False)
+    finished = _run_with_progress(job, "Exporting")
+    if finished.status != "succeeded":
+        _fail(finished)
+    with finished.output_file.open("rb") as source, open(output, "wb") as target:
+        shutil.copyfileobj(source, target)
+    click.echo(f"Wrote {finished.result.get('rows', 0)} customers to {output}")
+
+
+@main.group()
+def jobs() -> None:
+    """Background jobs (imports, exports, bulk tagging …)."""
+
+
+@jobs.command("list")
+@click.option("--tenant", "tenant_slug", required=True, help="Tenant slug.")
+@click.option("--status", default=None, help="Only jobs in this status.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@django_command
+def jobs_list(tenant_slug: str, status: str | None, limit: int) -> None:
+    """The tenant's latest jobs: id, status, progress, kind, description."""
+    from siyu.core.jobs import visible_jobs
+
+    rows = visible_jobs(_cli_actor(_tenant(tenant_slug)))
+    if status:
+        rows = rows.filter(status=status)
+    for job in rows.order_by("-id")[:limit]:
+        percent = "-" if job.percent is None else f"{job.percent}%"
+        click.echo(f"{job.pk}\t{job.status}\t{percent}\t{job.kind}\t{job.label}")
+
+
+@jobs.command("cancel")
+@click.option("--tenant", "tenant_slug", required=True, help="Tenant slug.")
+@click.argument("job_id", type=int)
+@django_command
+def jobs_cancel(tenant_slug: str, job_id: int) -> None:
+    """Cancel a queued or running job."""
+    from siyu.core.jobs import cancel_job
+
+    job = cancel_job(_cli_actor(_tenant(tenant_slug)), job_id)
+    click.echo(f"Cancelled job {job.pk}: {job.label}")
+
+
 if __name__ == "__main__":
     main()

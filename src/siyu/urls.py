@@ -5,6 +5,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from siyu.api import api
+from siyu.core.job_views import download as job_download
 from siyu.core.views import health, ping
 from siyu.wecom.callbacks import callback as wecom_callback
 
@@ -13,6 +14,8 @@ urlpatterns = [
     path("healthz", health, name="health"),
     path("ping", ping, name="ping"),
     path("i18n/", include("django.conf.urls.i18n")),
+    # Before the console's own URLs: job files are served only through this checked view.
+    path("console/jobs/<int:job_id>/download", job_download, name="job-download"),
     path("console/", admin.site.urls),
     path("api/v1/", api.urls),
     path("wecom/<slug:tenant_slug>/callback", wecom_callback, name="wecom-callback"),

@@ -154,3 +154,5 @@ def _plain(value: Any) -> str:
 
 add_model_page("data", Event, icon="bolt")
 add_model_page("settings", AuditEntry, icon="history")
+
+from siyu.core import admin_jobs  # noqa: E402,F401  (background jobs: progress, files, cancel)

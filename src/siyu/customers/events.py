@@ -42,6 +42,23 @@ FOLLOW_TAGS_CHANGED = "follow.tags_changed"
 # The corp tag library changed in a sync. key "tag.synced:{seen_ms}:{digest}"
 TAGS_SYNCED = "tag.synced"
 
+# --- tags put on and taken off by Siyu (siyu.customers.tagging, .autotag) -----------------
+# The customer now carries the tag (console, API, bulk job or auto-tag rule). payload
+# {"tag_id", "tag_name", "wecom_tag_id", "via": "console" | "api" | "bulk" | "autotag", ...}
+# key "customer.tagged:{customer_id}:{tag_id}:{link_id}" (the CustomerTag row's id: tagging
+# again after an untag is a new fact, the same tagging retried is not)
+CUSTOMER_TAGGED = "customer.tagged"
+# The customer no longer carries the tag. key "customer.untagged:{customer_id}:{tag_id}:{link_id}"
+CUSTOMER_UNTAGGED = "customer.untagged"
+# The tag library was edited in Siyu (and WeCom accepted it). payload {"name", "wecom_id", ...}
+# keys "{type}:{row_id}:{digest of the change}"
+TAG_GROUP_CREATED = "tag_group.created"
+TAG_GROUP_UPDATED = "tag_group.updated"
+TAG_GROUP_DELETED = "tag_group.deleted"
+TAG_CREATED = "tag.created"
+TAG_UPDATED = "tag.updated"
+TAG_DELETED = "tag.deleted"
+
 ALL = (
     CUSTOMER_ADDED,
     CUSTOMER_UPDATED,
@@ -54,4 +71,12 @@ ALL = (
     FOLLOW_DELETED_BY_STAFF,
     FOLLOW_TAGS_CHANGED,
     TAGS_SYNCED,
+    CUSTOMER_TAGGED,
+    CUSTOMER_UNTAGGED,
+    TAG_GROUP_CREATED,
+    TAG_GROUP_UPDATED,
+    TAG_GROUP_DELETED,
+    TAG_CREATED,
+    TAG_UPDATED,
+    TAG_DELETED,
 )

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Max, Min
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -31,7 +32,15 @@ from siyu.core.audit import diff
 from siyu.core.errors import InvalidInput, NotFound
 from siyu.core.events import IDEMPOTENCY_KEY_MAX_LENGTH, record_event
 from siyu.customers import events
-from siyu.customers.models import STATE_MAX_LENGTH, Customer, Follow, FollowTag, Tag, TagGroup
+from siyu.customers.models import (
+    STATE_MAX_LENGTH,
+    Customer,
+    CustomerTag,
+    Follow,
+    FollowTag,
+    Tag,
+    TagGroup,
+)
 
 REMOVED_BY = ("customer", "staff")
 
@@ -79,8 +88,18 @@ def millis(moment: datetime | None) -> int:
 
 
 def is_stale(seen_at: datetime | None, watermark: datetime | None) -> bool:
-    """Whether a change seen at ``seen_at`` is older than the newest one already applied."""
-    return seen_at is not None and watermark is not None and seen_at < watermark
+    """Whether a change seen at ``seen_at`` is older than the newest one already applied.
+
+    WeCom's timestamps are whole seconds: a callback stamped second S may describe a change
+    made up to S + 0.999, later than a sync read in that same second. So a whole-second
+    ``seen_at`` is stale only against an earlier second (its processor fetches the current
+    state anyway, so applying it is safe).
+    """
+    if seen_at is None or watermark is None:
+        return False
+    if seen_at.microsecond == 0:
+        return seen_at < watermark.replace(microsecond=0)
+    return seen_at < watermark
 
 
 def newer(watermark: datetime | None, seen_at: datetime | None) -> datetime | None:
@@ -474,7 +493,10 @@ def remove_follow(
     follow.save(update_fields=["status", "deleted_at", "wecom_seen_at", "updated_at"])
     tags = FollowTag.objects.for_tenant(tenant).filter(follow=follow)
     tag_ids = sorted(tags.exclude(tag__wecom_tag_id="").values_list("tag__wecom_tag_id", flat=True))
+    marked = list(tags.values_list("tag_id", flat=True))
     tags.delete()
+    # A tag only this friendship carried leaves the customer with it (CustomerTag).
+    unlink_unmarked_customer_tags(tenant, [(customer.pk, tag_pk) for tag_pk in marked])
     record_event(
         tenant,
         event_type,
@@ -515,7 +537,7 @@ def remove_follow(
     return follow
 
 
-# --- many at once (a first import: the WeCom sync) -----------------------------------------------
+# --- many at once (a first import: the WeCom sync) --------------------------------------------
 FOLLOW_DEFAULTS: dict[str, Any] = {
     "remark": "",
     "description": "",
@@ -790,6 +812,7 @@ def _insert_follows(
                     )
                 )
     FollowTag.objects.for_tenant(tenant_id).bulk_create(links)
+    link_customer_tags(tenant_id, [(link.follow.customer_id, link.tag_id) for link in links])
     for customer in touched.values():  # one UPDATE each is faster than bulk_update's CASEs
         customer.save(update_fields=["first_added_at", "source_state", "owner", "updated_at"])
     record_events(tenant_id, specs)
@@ -875,6 +898,11 @@ def _replace_tags(
     links.bulk_create(
         FollowTag(tenant_id=follow.tenant_id, follow=follow, tag=tags[tag_id])
         for tag_id in change.added
+    )
+    customer_id = follow.customer_id
+    link_customer_tags(follow.tenant_id, [(customer_id, tags[t].pk) for t in change.added])
+    unlink_unmarked_customer_tags(
+        follow.tenant_id, [(customer_id, current[t].tag_id) for t in change.removed]
     )
     summary = {"added": change.added, "removed": change.removed}
     record_event(
@@ -1028,6 +1056,8 @@ def sync_corp_tags(
             _apply(tag, {"deleted": True})
             stats.tags_deleted += 1
             touched["deleted"].append(tag_id)
+    # WeCom takes a deleted tag off every customer: so do the friendships and customers here.
+    drop_tag_links(tenant, [tags[tag_id].pk for tag_id in touched["deleted"]])
     if stats.changed:
         summary = {**asdict(stats), "tag_ids": touched}
         record_event(
@@ -1039,3 +1069,185 @@ def sync_corp_tags(
             occurred_at=seen_at,
         )
     return stats
+
+
+# --- the customer-level view of tags (CustomerTag) ------------------------------------------
+# ``CustomerTag`` says "the customer carries this tag", the one table segments query. It is
+# kept in step with ``FollowTag`` by delta, in the same transaction as each friendship change:
+# a tag marked on an active friendship links the customer; a tag taken off (or a friendship
+# ended) unlinks it unless another active friendship still marks it. Tags Siyu puts on itself
+# (``siyu.customers.tagging``) are links too, so a recomputation from ``FollowTag`` alone
+# would drop them: nothing here ever rebuilds the table wholesale.
+CUSTOMER_TAG_CHUNK = 500
+
+
+def link_customer_tags(tenant: Any, pairs: Iterable[tuple[int, int]]) -> int:
+    """Make the customers carry the tags: ``pairs`` of (customer id, tag id); returns how many
+    links were new. Existing links are left as they are (created at is kept)."""
+    tenant_id = getattr(tenant, "pk", tenant)
+    wanted = sorted(set(pairs))
+    if not wanted:
+        return 0
+    links = CustomerTag.objects.for_tenant(tenant_id)
+    created = 0
+    for start in range(0, len(wanted), CUSTOMER_TAG_CHUNK):
+        chunk = wanted[start : start + CUSTOMER_TAG_CHUNK]
+        existing = _existing_links(tenant_id, chunk)
+        new = [pair for pair in chunk if pair not in existing]
+        links.bulk_create(
+            [CustomerTag(tenant_id=tenant_id, customer_id=c, tag_id=t) for c, t in new],
+            ignore_conflicts=True,  # a concurrent writer linked one meanwhile: same result
+        )
+        created += len(new)
+    return created
+
+
+def _existing_links(tenant_id: int, pairs: Sequence[tuple[int, int]]) -> set[tuple[int, int]]:
+    customers = {c for c, _t in pairs}
+    tags = {t for _c, t in pairs}
+    return set(
+        CustomerTag.objects.for_tenant(tenant_id)
+        .filter(customer_id__in=customers, tag_id__in=tags)
+        .values_list("customer_id", "tag_id")
+    ) & set(pairs)
+
+
+def unlink_unmarked_customer_tags(tenant: Any, pairs: Iterable[tuple[int, int]]) -> int:
+    """Unlink (customer id, tag id) pairs that no active friendship of the customer marks
+    any more; returns how many links went away."""
+    tenant_id = getattr(tenant, "pk", tenant)
+    candidates = set(pairs)
+    if not candidates:
+        return 0
+    still_marked = set(
+        FollowTag.objects.for_tenant(tenant_id)
+        .filter(
+            follow__customer_id__in={c for c, _t in candidates},
+            tag_id__in={t for _c, t in candidates},
+            follow__status=Follow.Status.ACTIVE,
+        )
+        .values_list("follow__customer_id", "tag_id")
+    )
+    return delete_customer_tag_links(tenant_id, candidates - still_marked)
+
+
+def delete_customer_tag_links(tenant: Any, pairs: Iterable[tuple[int, int]]) -> int:
+    """Delete the CustomerTag rows of these (customer id, tag id) pairs, one statement per
+    tag and chunk; returns how many rows went."""
+    tenant_id = getattr(tenant, "pk", tenant)
+    by_tag: dict[int, list[int]] = {}
+    for customer_id, tag_id in set(pairs):
+        by_tag.setdefault(tag_id, []).append(customer_id)
+    deleted = 0
+    links = CustomerTag.objects.for_tenant(tenant_id)
+    for tag_id, customer_ids in by_tag.items():
+        customer_ids.sort()
+        for start in range(0, len(customer_ids), CUSTOMER_TAG_CHUNK):
+            chunk = customer_ids[start : start + CUSTOMER_TAG_CHUNK]
+            deleted += links.filter(tag_id=tag_id, customer_id__in=chunk).delete()[0]
+    return deleted
+
+
+def drop_tag_links(tenant: Any, tag_ids: Iterable[int]) -> int:
+    """Take deleted tags off every friendship and customer (WeCom does the same)."""
+    tenant_id = getattr(tenant, "pk", tenant)
+    tag_ids = list(set(tag_ids))
+    if not tag_ids:
+        return 0
+    FollowTag.objects.for_tenant(tenant_id).filter(tag_id__in=tag_ids).delete()
+    return CustomerTag.objects.for_tenant(tenant_id).filter(tag_id__in=tag_ids).delete()[0]
+
+
+def link_marked_customer_tags(tenant: Any, *, chunk: int = 5000) -> int:
+    """Add the links every active friendship's corp tags imply and that are missing (data
+    from before ``CustomerTag`` existed, or repaired by hand); returns how many were added.
+
+    Additive: links Siyu put on itself are never removed here. Walks the customers in id
+    ranges so that memory stays bounded on millions of tag links.
+    """
+    tenant_id = getattr(tenant, "pk", tenant)
+    marks = FollowTag.objects.for_tenant(tenant_id).filter(
+        follow__status=Follow.Status.ACTIVE, tag__deleted=False
+    )
+    bounds = marks.aggregate(low=Min("follow__customer_id"), high=Max("follow__customer_id"))
+    if bounds["low"] is None:
+        return 0
+    added = 0
+    for start in range(bounds["low"], bounds["high"] + 1, chunk):
+        in_range = {"follow__customer_id__gte": start, "follow__customer_id__lt": start + chunk}
+        implied = set(marks.filter(**in_range).values_list("follow__customer_id", "tag_id"))
+        present = set(
+            CustomerTag.objects.for_tenant(tenant_id)
+            .filter(customer_id__gte=start, customer_id__lt=start + chunk)
+            .values_list("customer_id", "tag_id")
+        )
+        added += link_customer_tags(tenant_id, implied - present)
+    return added
+
+
+@transaction.atomic
+def apply_marked_tags(
+    tenant: Any,
+    follow: Follow,
+    *,
+    added: Sequence[Tag] = (),
+    removed: Sequence[Tag] = (),
+    at: datetime | None = None,
+    source: str = "siyu",
+) -> TagChange:
+    """Record that WeCom accepted Siyu's ``mark_tag`` on this friendship (FollowTag, the
+    customer's links and ``follow.tags_changed``), at ``at`` (default now).
+
+    The friendship's WeCom watermark moves to ``at`` (whole seconds, WeCom's resolution), so
+    a page of the sync read before WeCom accepted cannot take the tags off again.
+    """
+    _check_tenant(tenant, follow)
+    at = (as_datetime(at, "at") or timezone.now()).replace(microsecond=0)
+    follow = (
+        Follow.objects.for_tenant(tenant)
+        .select_for_update(of=("self",))
+        .select_related("customer", "staff")
+        .get(pk=follow.pk)
+    )
+    if not follow.is_active:
+        return TagChange()
+    links = FollowTag.objects.for_tenant(tenant)
+    current = set(links.filter(follow=follow).values_list("tag_id", flat=True))
+    to_add = [tag for tag in added if tag.pk not in current and not tag.deleted]
+    to_remove = [tag for tag in removed if tag.pk in current]
+    change = TagChange(
+        added=[tag.wecom_tag_id for tag in to_add],
+        removed=sorted(tag.wecom_tag_id for tag in to_remove),
+    )
+    if to_remove:
+        links.filter(follow=follow, tag__in=to_remove).delete()
+    if to_add:
+        links.bulk_create(
+            [FollowTag(tenant_id=follow.tenant_id, follow=follow, tag=tag) for tag in to_add],
+            ignore_conflicts=True,
+        )
+    link_customer_tags(tenant, [(follow.customer_id, tag.pk) for tag in to_add])
+    unlink_unmarked_customer_tags(tenant, [(follow.customer_id, tag.pk) for tag in to_remove])
+    watermark = newer(follow.wecom_seen_at, at)
+    if watermark != follow.wecom_seen_at:
+        follow.wecom_seen_at = watermark
+        follow.save(update_fields=["wecom_seen_at", "updated_at"])
+    if change.changed:
+        summary = {"added": change.added, "removed": change.removed}
+        record_event(
+            follow.tenant_id,
+            events.FOLLOW_TAGS_CHANGED,
+            key=event_key(
+                events.FOLLOW_TAGS_CHANGED,
+                follow.customer.external_userid,
+                follow.staff.wecom_userid,
+                millis(at),
+                digest(summary),
+            ),
+            staff=follow.staff,
+            customer_id=follow.customer_id,
+            payload={**_follow_ids(follow), **summary, "by_siyu": True},
+            source=source,
+            occurred_at=at,
+        )
+    return change

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from siyu.core.scoping import TenantScopedModel
 
@@ -26,7 +27,7 @@ class StaffTask(TenantScopedModel):
     class Status(models.TextChoices):
         OPEN = "open", _("to do")
         DONE = "done", _("done")
-        DISMISSED = "dismissed", _("dismissed")
+        DISMISSED = "dismissed", pgettext_lazy("task", "dismissed")
 
     staff = models.ForeignKey(
         "tenancy.Staff", verbose_name=_("assignee"), on_delete=models.CASCADE, related_name="tasks"

@@ -104,3 +104,49 @@ def complete_task(actor: Any, task: StaffTask) -> StaffTask:
 def dismiss_task(actor: Any, task: StaffTask) -> StaffTask:
     """Close an open task without doing it (no longer relevant)."""
     return _transition(actor, task, StaffTask.Status.DISMISSED, "task.dismissed")
+
+
+def reschedule_task(task: StaffTask, *, due_at: datetime | None) -> StaffTask:
+    """Move an open task's due time (e.g. a follow-up's next contact was changed)."""
+    with transaction.atomic():
+        updated = (
+            StaffTask.objects.for_tenant(task.tenant_id)
+            .filter(pk=task.pk, status=StaffTask.Status.OPEN)
+            .update(due_at=due_at)
+        )
+        if not updated:
+            raise Conflict(_("This task is no longer open."))
+        task.due_at = due_at
+        record_event(
+            task.tenant_id,
+            "task.rescheduled",
+            key=f"task.rescheduled:{task.pk}:{int(timezone.now().timestamp() * 1000)}",
+            staff=task.staff,
+            customer_id=task.customer_id,
+            payload={"task_id": task.pk, "due_at": due_at.isoformat() if due_at else None},
+        )
+    return task
+
+
+def close_task_by_system(task: StaffTask, *, reason: str) -> StaffTask:
+    """Dismiss an open task because what caused it went away (a deleted follow-up, ...).
+
+    No rights are checked: the caller's own change (which it checked) is the reason.
+    """
+    with transaction.atomic():
+        updated = (
+            StaffTask.objects.for_tenant(task.tenant_id)
+            .filter(pk=task.pk, status=StaffTask.Status.OPEN)
+            .update(status=StaffTask.Status.DISMISSED, done_at=timezone.now())
+        )
+        if updated:
+            task.status = StaffTask.Status.DISMISSED
+            record_event(
+                task.tenant_id,
+                "task.dismissed",
+                key=f"task.dismissed:{task.pk}",
+                staff=task.staff,
+                customer_id=task.customer_id,
+                payload={"task_id": task.pk, "kind": task.kind, "by": None, "reason": reason},
+            )
+    return task

@@ -129,8 +129,43 @@ class CustomerRFM(TenantScopedModel):
             models.UniqueConstraint(fields=["tenant", "customer"], name="customerrfm_unique")
         ]
         indexes = [
-            models.Index(fields=["tenant", "r_score", "f_score", "m_score"], name="rfm_scores")
+            models.Index(fields=["tenant", "r_score", "f_score", "m_score"], name="rfm_scores"),
+            # rfm.layer conditions: an index-only "customer_id of this layer" subquery
+            models.Index(fields=["tenant", "layer", "customer"], name="rfm_layer_customers"),
         ]
 
     def __str__(self) -> str:
         return f"{self.customer_id}: {self.r_score}{self.f_score}{self.m_score}"
+
+
+class RFMPolicy(TenantScopedModel):
+    """A tenant's RFM settings: which events are purchases, where their amount is, and the
+    window. Commerce records ``order.paid`` with ``payload["amount_fen"]``; a tenant whose
+    purchases arrive as other events (an imported ``crm.purchase``, a mini-shop's own type)
+    lists those types here."""
+
+    window_days = models.PositiveIntegerField(
+        _("window (days)"), default=365, help_text=_("Purchases within this many days count")
+    )
+    purchase_event_types = models.JSONField(
+        _("purchase event types"),
+        default=list,
+        blank=True,
+        help_text=_("Event types that are purchases; empty means order.paid"),
+    )
+    amount_key = models.CharField(
+        _("amount key"),
+        max_length=40,
+        default="amount_fen",
+        help_text=_("The key of the event payload holding the amount in fen"),
+    )
+    last_run_at = models.DateTimeField(_("last computed at"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("RFM settings")
+        verbose_name_plural = _("RFM settings")
+        constraints = [models.UniqueConstraint(fields=["tenant"], name="rfmpolicy_one_per_tenant")]
+
+    def __str__(self) -> str:
+        return str(_("RFM settings"))

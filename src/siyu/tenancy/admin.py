@@ -54,7 +54,16 @@ SCOPE_DESCRIPTIONS = {
     "events:read": _("read events"),
     "events:write": _("record events"),
     "customers:read": _("read customers, their friendships and tags"),
+    "customers:write": _("change customers: profiles, tags, notes, merges, hand-overs"),
+    "customers:import": _("import customers from CSV or Excel"),
+    "customers:export": _("export customers"),
+    "jobs:read": _("follow background jobs and download their files"),
+    "jobs:write": _("cancel background jobs"),
     "groups:read": _("read customer groups and their members"),
+    "segments:read": _("read segments and their members"),
+    "segments:write": _("create and change segments"),
+    "tasks:read": _("read staff tasks"),
+    "tasks:write": _("create, complete and dismiss staff tasks"),
 }
 SECRET_LABELS = {
     "wecom_contact_secret": _("customer-contact secret"),

@@ -4,6 +4,13 @@ Permission entries are Django permission names or glob patterns over them, so a 
 its meaning as later capabilities add their models (``customers.*`` covers tables that do
 not exist yet). Admins may edit a tenant's copies; ``siyu.tenancy.services.create_tenant``
 seeds them.
+
+The CRM's sensitive rights are granted explicitly: seeing phone numbers unmasked
+(``customers.view_customer_phone``), merging, importing and handing customers over. Globs
+cannot subtract, so roles that must not hold them (sales, customer service) list the
+customer permissions they do hold instead of ``customers.*`` (``SALES_CUSTOMER_RIGHTS``).
+Roles with ``*.view_*`` (operator, analyst) see phones: they are tenant-wide back-office
+roles; an admin removes that by editing the role.
 """
 
 from __future__ import annotations
@@ -23,6 +30,43 @@ class RoleTemplate:
     data_scope: DataScope
 
 
+# What a front-line role does with customers: read everything about the customers it sees
+# except phones in full, edit profiles and custom-field values, write notes and follow-ups,
+# tag and untag, work its churn alerts. Not: phones, merge, import, hand-over, deletes, or the
+# tenant's settings (custom field definitions, lifecycle rules, auto-tag rules).
+CUSTOMER_VIEWS = (
+    "customers.view_customer",
+    "customers.view_customertag",
+    "customers.view_customernote",
+    "customers.view_customermerge",
+    "customers.view_customfield",
+    "customers.view_follow*",
+    "customers.view_tag*",
+    "customers.view_lifecyclepolicy",
+    "customers.view_autotagrule",
+    "customers.view_churnalert",
+    "customers.view_handover*",
+)
+SALES_CUSTOMER_RIGHTS = (
+    *CUSTOMER_VIEWS,
+    "customers.change_customer",
+    "customers.*_customernote",
+    "customers.add_customertag",
+    "customers.delete_customertag",
+    "customers.change_customertag",
+    "customers.add_followtag",
+    "customers.delete_followtag",
+    "customers.change_follow",
+    "customers.change_churnalert",
+)
+# The staff task inbox: see, create and close tasks (the rows one sees are one's own, one's
+# reports' and one's data scope's).
+TASK_RIGHTS = (
+    "engagement.view_stafftask",
+    "engagement.add_stafftask",
+    "engagement.change_stafftask",
+)
+
 BUILTIN_ROLES: tuple[RoleTemplate, ...] = (
     RoleTemplate("admin", _("Administrator"), ("*",), DataScope.TENANT),
     RoleTemplate(
@@ -38,6 +82,7 @@ BUILTIN_ROLES: tuple[RoleTemplate, ...] = (
             "loyalty.*",
             "distribution.*",
             "analytics.*",
+            "segments.*",
             "core.add_event",
             "core.export_data",
         ),
@@ -47,9 +92,11 @@ BUILTIN_ROLES: tuple[RoleTemplate, ...] = (
         "sales",
         _("Sales / shopping guide"),
         (
-            "customers.*",
+            *SALES_CUSTOMER_RIGHTS,
+            "segments.view_*",
             "engagement.view_*",
             "engagement.send_*",
+            *TASK_RIGHTS,
             "community.view_*",
             "tenancy.view_staff",
             "core.view_event",
@@ -66,8 +113,9 @@ BUILTIN_ROLES: tuple[RoleTemplate, ...] = (
         "service",
         _("Customer service"),
         (
-            "customers.view_*",
-            "customers.change_*",
+            *SALES_CUSTOMER_RIGHTS,
+            "segments.view_*",
+            *TASK_RIGHTS,
             "community.view_*",
             "tenancy.view_staff",
             "core.view_event",
@@ -93,5 +141,15 @@ API_SCOPES: dict[str, str] = {
     "events:read": "core.view_event",
     "events:write": "core.add_event",
     "customers:read": "customers.view_customer",
+    "customers:write": "customers.change_customer",
+    "customers:import": "customers.import_customer",
+    "customers:export": "core.export_data",
+    # Jobs: a key sees its staff's own jobs (all of them with core.change_backgroundjob).
+    "jobs:read": "core.view_backgroundjob",
+    "jobs:write": "core.change_backgroundjob",
     "groups:read": "community.view_group",
+    "segments:read": "segments.view_segment",
+    "segments:write": "segments.change_segment",
+    "tasks:read": "engagement.view_stafftask",
+    "tasks:write": "engagement.change_stafftask",
 }

@@ -792,9 +792,15 @@ def upsert_staff_from_wecom(
     department_wecom_ids: Sequence[int] = (),
     main_department: int | None = None,
     status: int = 1,
+    direct_leader: Sequence[str] | None = None,
     by: Actor,
 ) -> tuple[Staff, bool]:
-    """Mirror a WeCom member: new members join as sales; members who left are departed."""
+    """Mirror a WeCom member: new members join as sales; members who left are departed.
+
+    ``direct_leader`` is WeCom's list of the member's direct leaders' userids (at most one
+    today); None leaves the stored leader alone (callbacks since 2022-08 omit it). A leader
+    not mirrored yet is resolved by ``set_direct_leaders`` once the directory is in.
+    """
     staff = Staff.objects.for_tenant(tenant).filter(wecom_userid=userid).first()
     wecom_dept = main_department or (department_wecom_ids[0] if department_wecom_ids else None)
     department = (
@@ -822,9 +828,57 @@ def upsert_staff_from_wecom(
             staff.refresh_from_db()
             record_event(tenant, "staff.rejoined", staff=staff, source=by.channel)
         update_staff(staff, name=name or staff.name, department=department, by=by)
+    if direct_leader is not None:
+        set_direct_leaders(tenant, {userid: _first_userid(direct_leader)}, by=by)
+        staff.refresh_from_db(fields=["direct_leader"])
     if status in WECOM_DEPARTED_STATUSES:
         mark_staff_departed(staff, by=by)
     return staff, created
+
+
+def _first_userid(userids: Sequence[str] | str | None) -> str | None:
+    """WeCom sends ``direct_leader`` as a list (a callback as "a,b"); the first one leads."""
+    if isinstance(userids, str):
+        userids = userids.split(",")
+    return next((str(u).strip() for u in userids or () if str(u).strip()), None)
+
+
+@transaction.atomic
+def set_direct_leaders(
+    tenant: Tenant, leaders: dict[str, str | Sequence[str] | None], *, by: Actor
+) -> int:
+    """Set each member's direct leader (``{userid: leader userid or None}``); return how many
+    changed.
+
+    Why a separate step: WeCom lists members in any order, so a leader may be mirrored after
+    the members who report to them; the directory sync calls this once all are in. Unknown
+    members are skipped; an unknown leader (outside the app's visible range) or a member
+    named as their own leader leaves no leader. Churn alerts notify the leader.
+    """
+    wanted = {userid: _first_userid(leader) for userid, leader in leaders.items() if userid}
+    known = staff_by_userid(tenant, [*wanted, *(v for v in wanted.values() if v)])
+    changed = 0
+    for userid, leader_userid in wanted.items():
+        staff = known.get(userid)
+        if staff is None:
+            continue
+        leader = known.get(leader_userid) if leader_userid and leader_userid != userid else None
+        if staff.direct_leader_id == (leader.pk if leader else None):
+            continue
+        before = staff.direct_leader.wecom_userid if staff.direct_leader_id else None
+        staff.direct_leader = leader
+        staff.save(update_fields=["direct_leader"])
+        after = leader.wecom_userid if leader else None
+        record_event(
+            tenant,
+            "staff.updated",
+            staff=staff,
+            payload={"fields": ["direct_leader"]},
+            source=by.channel,
+        )
+        record_audit(by, "staff.updated", staff, changes={"direct_leader": [before, after]})
+        changed += 1
+    return changed
 
 
 def depart_staff_missing_from_wecom(tenant: Tenant, present_userids: set[str], *, by: Actor) -> int:

@@ -47,6 +47,8 @@ def staff_changed(tenant: Tenant, message: dict[str, Any]) -> bool:
         department_wecom_ids=departments,
         main_department=main[0] if main else None,
         status=status[0],
+        # Only when sent (callbacks configured since 2022-08 carry UserID and Department only)
+        direct_leader=str(message["DirectLeader"] or "") if "DirectLeader" in message else None,
         by=_actor(tenant),
     )
     return True
@@ -110,6 +112,7 @@ def apply_external_contact(
     Returns ``(customer, follow)``; ``follow`` is None when WeCom lists no such follow.
     """
     from siyu.customers import services as customers
+    from siyu.customers.selectors import current_customer
 
     contact = detail.get("external_contact") or {}
     customer, _ = customers.upsert_customer(
@@ -126,6 +129,7 @@ def apply_external_contact(
         seen_at=seen,
         source=source,
     )
+    customer = current_customer(customer)  # a merged record's friendships live on its survivor
     entry = next((f for f in detail.get("follow_user") or () if f.get("userid") == userid), None)
     if entry is None:
         return customer, None
@@ -243,12 +247,35 @@ def _removed(tenant: Tenant, message: dict[str, Any], by: str) -> bool:
 
 @processes("change_external_contact", *DELETIONS)
 def friendship_deleted(tenant: Tenant, message: dict[str, Any]) -> bool:
+    if message.get("Source") == TRANSFER_DELETION:
+        return _transferred_away(tenant, message)
     return _removed(tenant, message, DELETIONS[message["ChangeType"]])
+
+
+# --- transfers (staff hand-over): siyu.customers.handover -------------------------------------
+TRANSFER_DELETION = "DELETE_BY_TRANSFER"  # del_external_contact's Source when a transfer did it
+
+
+def _transferred_away(tenant: Tenant, message: dict[str, Any]) -> bool:
+    """The old staff's friendship ended because a transfer completed: a hand-over result,
+    not a staff deleting a customer (no churn alert)."""
+    from siyu.customers import handover
+    from siyu.customers.selectors import customer_by_external_userid
+
+    customer = customer_by_external_userid(tenant, message.get("ExternalUserID", ""))
+    userid = message.get("UserID", "")
+    staff = tenancy.staff_by_userid(tenant, [userid]).get(userid)
+    if customer is None or staff is None:
+        return False
+    return handover.transfer_observed(tenant, customer, staff, at=seen_at(message))
 
 
 @processes("change_external_contact", "transfer_fail")
 def transfer_failed(tenant: Tenant, message: dict[str, Any]) -> bool:
+    """The customer refused the takeover staff, or that staff has too many customers: the
+    fact on the timeline, and the waiting hand-over item settled (refused / limit)."""
     from siyu.core.events import record_event
+    from siyu.customers import handover
     from siyu.customers.selectors import customer_by_external_userid
 
     customer = customer_by_external_userid(tenant, message.get("ExternalUserID", ""))
@@ -268,6 +295,9 @@ def transfer_failed(tenant: Tenant, message: dict[str, Any]) -> bool:
         },
         source="callback",
         occurred_at=seen_at(message),
+    )
+    handover.transfer_failed(
+        tenant, customer, staff, str(message.get("FailReason") or ""), at=seen_at(message)
     )
     return True
 

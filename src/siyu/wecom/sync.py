@@ -107,6 +107,7 @@ COUNTERS = (
     "follows_created",
     "follows_updated",
     "follows_removed",
+    "customer_tags_linked",
     "groups",
     "groups_created",
     "groups_updated",
@@ -637,6 +638,13 @@ class _Sync:
                     self.warn(f"{userid}: {_describe(error)}")
                     continue
                 self.counters["staff_created"] += int(created)
+            # Leaders last: a leader may be listed after the members who report to them.
+            # Only when WeCom sends the field (an app without the right omits it).
+            tenancy.set_direct_leaders(
+                self.tenant,
+                {u: user["direct_leader"] for u, user in users.items() if "direct_leader" in user},
+                by=self.actor,
+            )
         if not self.full:
             return
         if not (complete and corp_root_visible and users):
@@ -690,6 +698,11 @@ class _Sync:
                         self.incomplete.append(userid)
             if self.full and done:
                 self.remove_missing_follows([self.staff[u] for u in done], seen, started)
+        if self.full:
+            # The customer-level tag links (what segments query) follow every friendship
+            # change as it is written; a full sync also repairs any the friendships imply and
+            # that are missing (data from before the links existed). Additive only.
+            self.counters["customer_tags_linked"] = customers.link_marked_customer_tags(self.tenant)
 
     def list_customers(
         self, userids: list[str], seen: set[tuple[int, int]], *, alone: bool = False
@@ -1022,6 +1035,12 @@ def sync_tenant(
             sync.finish(error)
             raise
         report = sync.finish()
+    # The sync's own events are bulk (no per-customer stage work): the stages follow as one
+    # set-based pass, so that a first import does not show every customer as "new".
+    from siyu.core.tasks import on_commit_task
+    from siyu.customers.lifecycle import recompute_stages_task
+
+    on_commit_task(recompute_stages_task, tenant.pk)
     logger.info(
         "WeCom %s sync of %s done in %.1f s: %s",
         report.kind,

@@ -306,6 +306,9 @@ def test_the_middleware_leaves_other_responses_alone(path, response):
 
 
 # --- the OpenAPI document and the docs page -------------------------------------------------
+FOUNDATION_ROOTS = {"tenant", "staff", "departments", "events"}
+
+
 def test_the_openapi_document_lists_the_endpoints(anonymous):
     response = anonymous.get("/api/v1/openapi.json")
     assert response.status_code == 200
@@ -315,7 +318,9 @@ def test_the_openapi_document_lists_the_endpoints(anonymous):
     operations = {
         (method.upper(), path) for path, methods in schema["paths"].items() for method in methods
     }
-    assert operations == {
+    # the foundation's endpoints, exactly, and at least one of every later domain's routers
+    foundation = {op for op in operations if op[1].split("/")[3] in FOUNDATION_ROOTS}
+    assert foundation == {
         ("GET", "/api/v1/tenant"),
         ("GET", "/api/v1/staff"),
         ("POST", "/api/v1/staff"),
@@ -326,11 +331,25 @@ def test_the_openapi_document_lists_the_endpoints(anonymous):
         ("GET", "/api/v1/events"),
         ("POST", "/api/v1/events"),
         ("GET", "/api/v1/events/{event_id}"),
+    }
+    assert {
         ("GET", "/api/v1/customers"),
         ("GET", "/api/v1/customers/{customer_id}"),
         ("GET", "/api/v1/groups"),
         ("GET", "/api/v1/groups/{group_id}"),
-    }
+        ("POST", "/api/v1/segments/preview"),
+        ("GET", "/api/v1/tags/groups"),
+        ("POST", "/api/v1/customers/bulk-tag"),
+        ("GET", "/api/v1/churn-alerts"),
+        ("GET", "/api/v1/tasks"),
+        ("GET", "/api/v1/jobs"),
+        ("POST", "/api/v1/customers/imports"),
+        ("POST", "/api/v1/customers/exports"),
+    } <= operations
+    # every operation answers errors in the one shape
+    for path, methods in schema["paths"].items():
+        for method, operation in methods.items():
+            assert any(code.startswith("4") for code in operation["responses"]), (method, path)
     assert set(schema["components"]["securitySchemes"]) == {
         "ApiKeyBearerAuth",
         "ApiKeyHeaderAuth",

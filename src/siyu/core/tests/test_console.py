@@ -130,22 +130,36 @@ def test_the_sidebar_is_grouped_by_domain_and_gated_by_permission(
         str(group["title"]): [str(item["title"]) for item in group["items"]]
         for group in login(admin_staff).get("/console/").context["sidebar_navigation"]
     }
+    crm = ["客户", "标签组", "标签", "导入客户", "导出客户", "自定义字段", "生命周期规则"]
+    crm += ["流失提醒", "客户继承", "重复客户", "自动打标签规则", "分群", "RFM 分层"]
     assert admin_groups == {
-        "客户": ["客户", "标签组", "标签"],
+        "客户": crm,
+        "触达": ["我的待办"],
         "社群": ["客户群"],
-        "数据": ["仪表盘", "事件"],
-        "设置": ["企业", "部门", "员工", "角色", "API 密钥", "审计日志", "企业微信同步"],
+        "数据": ["仪表盘", "后台任务", "事件"],
+        "设置": [
+            "企业",
+            "部门",
+            "员工",
+            "角色",
+            "API 密钥",
+            "RFM 设置",
+            "审计日志",
+            "企业微信同步",
+        ],
     }
     client.logout()
     sales_groups = {
         str(group["title"]): [str(item["title"]) for item in group["items"]]
         for group in login(sales_staff).get("/console/").context["sidebar_navigation"]
     }
+    # no import or export (permissions the sales role lacks), no tenant settings
     assert sales_groups == {
-        "客户": ["客户", "标签组", "标签"],
+        "客户": [page for page in crm if page not in ("导入客户", "导出客户")],
+        "触达": ["我的待办"],
         "社群": ["客户群"],
-        "数据": ["仪表盘", "事件"],
-        "设置": ["员工"],
+        "数据": ["仪表盘", "后台任务", "事件"],
+        "设置": ["员工", "RFM 设置"],
     }
 
 

@@ -328,7 +328,7 @@ def user_json(staff: Staff) -> dict[str, Any]:
         "gender": staff.gender,
         "email": staff.email,
         "is_leader_in_dept": list(staff.is_leader_in_dept),
-        "direct_leader": [],
+        "direct_leader": list(staff.direct_leader),
         "avatar": staff.avatar,
         "thumb_avatar": staff.avatar,
         "telephone": "",
@@ -508,6 +508,21 @@ def remark(call: Call) -> dict[str, Any]:
 
 
 # --- corp tags ---------------------------------------------------------------------------------
+def _echo_tag(call: Call, change: str, item_id: str, tag_type: str | None) -> None:
+    """A ``change_external_tag`` callback for an API edit, if the corp asked for echoes."""
+    if call.corp.settings.echo_api_changes:
+        from siyu.wecom.emulator import callbacks as xml
+
+        xml.emit(
+            call.world,
+            call.corp,
+            xml.external_tag_xml(call.corp.corp_id, call.now, change, item_id, tag_type=tag_type),
+            "change_external_tag",
+            change,
+            id=item_id,
+        )
+
+
 @endpoint("externalcontact/get_corp_tag_list")
 def get_corp_tag_list(call: Call) -> dict[str, Any]:
     corp = call.corp
@@ -568,6 +583,7 @@ def add_corp_tag(call: Call) -> dict[str, Any]:
         raise ApiError(e.INVALID_TAG_NAME, "tag name exists in the group")
     if corp.tag_count() + len(names) > corp.settings.max_corp_tags:
         raise ApiError(e.TOO_MANY_TAGS)
+    new_group = group.group_id not in corp.tag_groups
     corp.tag_groups.setdefault(group.group_id, group)
     created = []
     for name, order in zip(names, orders, strict=True):
@@ -575,6 +591,11 @@ def add_corp_tag(call: Call) -> dict[str, Any]:
         group.tags[tag.id] = tag
         corp.tag_index[tag.id] = group.group_id
         created.append(tag_json(tag))
+    if new_group:
+        _echo_tag(call, "create", group.group_id, "tag_group")
+    else:
+        for item in created:
+            _echo_tag(call, "create", item["id"], "tag")
     return {
         "tag_group": {
             "group_id": group.group_id,
@@ -597,6 +618,7 @@ def edit_corp_tag(call: Call) -> dict[str, Any]:
             raise ApiError(e.INVALID_TAG_NAME, "group name exists")
         group.group_name = name or group.group_name
         group.order = integer(body, "order", group.order)
+        _echo_tag(call, "update", item_id, "tag_group")
         return {}
     found = corp.tag(item_id)
     if found is None:
@@ -606,6 +628,7 @@ def edit_corp_tag(call: Call) -> dict[str, Any]:
         raise ApiError(e.INVALID_TAG_NAME, "tag name exists in the group")
     tag.name = name or tag.name
     tag.order = integer(body, "order", tag.order)
+    _echo_tag(call, "update", item_id, "tag")
     return {}
 
 
@@ -634,6 +657,10 @@ def del_corp_tag(call: Call) -> dict[str, Any]:
         if not group.tags:  # a group without tags is deleted with its last tag
             del corp.tag_groups[group.group_id]
     corp.forget_tags(removed)
+    for group_id in group_ids:
+        _echo_tag(call, "delete", group_id, "tag_group")
+    for tag_id in tag_ids:
+        _echo_tag(call, "delete", tag_id, "tag")
     return {}
 
 
@@ -652,6 +679,23 @@ def mark_tag(call: Call) -> dict[str, Any]:
         if tag_id not in follow.tags:
             follow.tags.append(tag_id)
     follow.tags = [t for t in follow.tags if t not in set(remove)]
+    if corp.settings.echo_api_changes:
+        from siyu.wecom.emulator import callbacks as xml
+
+        customer, _follow = follow_of(corp, body)
+        xml.emit(
+            call.world,
+            corp,
+            xml.external_contact_xml(
+                corp.corp_id,
+                call.now,
+                "edit_external_contact",
+                body["userid"],
+                customer.external_userid,
+            ),
+            "change_external_contact",
+            "edit_external_contact",
+        )
     return {}
 
 

@@ -1007,6 +1007,7 @@ def _user_fields(staff: Staff) -> list[tuple[str, Any]]:
         ("Department", _join(staff.department)),
         ("MainDepartment", staff.main_department),
         ("IsLeaderInDept", _join(staff.is_leader_in_dept)),
+        ("DirectLeader", _join(staff.direct_leader) or None),
         ("Position", staff.position),
         ("Mobile", staff.mobile or None),
         ("Gender", staff.gender),
@@ -1018,6 +1019,16 @@ def _user_fields(staff: Staff) -> list[tuple[str, Any]]:
 
 
 STAFF_FIELDS = ("name", "position", "gender", "mobile", "email", "alias", "avatar")
+
+
+def _leaders(value: Any) -> list[str]:
+    """``direct_leader`` as WeCom stores it: a list of at most one userid."""
+    if isinstance(value, str):
+        value = value.split(",")
+    leaders = [str(userid).strip() for userid in value or () if str(userid).strip()]
+    if len(leaders) > 1:
+        raise EmulatorError("WeCom allows one direct leader")
+    return leaders
 
 
 def add_staff(world: World, corp: Corp, body: dict[str, Any]) -> Staff:
@@ -1045,6 +1056,7 @@ def add_staff(world: World, corp: Corp, body: dict[str, Any]) -> Staff:
         avatar=str(body.get("avatar") or f"https://wework.qpic.cn/wwhead/{world.ids.chars(40)}/0"),
         status=int(body.get("status") or 1),
         created_at=world.now(),
+        direct_leader=_leaders(body.get("direct_leader")),
     )
     corp.staff[userid] = staff
     if not body.get("silent"):
@@ -1085,6 +1097,9 @@ def update_staff(world: World, corp: Corp, body: dict[str, Any]) -> Staff:
     if body.get("status") is not None:
         staff.status = int(body["status"])
         fields.append(("Status", staff.status))
+    if body.get("direct_leader") is not None:
+        staff.direct_leader = _leaders(body["direct_leader"])
+        fields.append(("DirectLeader", _join(staff.direct_leader)))
     if not body.get("silent"):
         xml.emit(
             world,

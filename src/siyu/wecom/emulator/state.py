@@ -170,6 +170,9 @@ class Settings:
     contact_way_max_users: int = 100
     contact_way_max_total: int = 500_000
     max_corp_tags: int = 3_000
+    # WeCom sends no callback for a change made through the API. 1: the emulator sends one
+    # anyway for tag edits and mark_tag (an "echo"), to test that echoes apply harmlessly.
+    echo_api_changes: int = 0
     media_ttl: int = 3 * DAY
 
 
@@ -206,6 +209,7 @@ class Staff:
     status: int = 1  # 1 active, 2 disabled, 4 not activated, 5 left the corp
     created_at: int = 0
     resigned_at: int = 0
+    direct_leader: list[str] = field(default_factory=list)  # userids; WeCom allows one
 
     @property
     def active(self) -> bool:
