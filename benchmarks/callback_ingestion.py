@@ -682,6 +682,8 @@ def benchmark_env(
         env["SIYU_REDIS_URL"] = os.environ["SIYU_BENCH_REDIS_URL"]
     if worker_threads:
         env["SIYU_WORKER_THREADS"] = str(worker_threads)
+    if os.environ.get("SIYU_WORKER_TYPE"):
+        env["SIYU_WORKER_TYPE"] = os.environ["SIYU_WORKER_TYPE"]
     return env
 
 

@@ -57,6 +57,7 @@ CITIES = ["上海", "北京", "杭州"]
 CHANNEL_PREFIX = "ch_wx"
 EVENT = {"type": "message.received", "count": 2, "within_days": 30}
 EVENT_INDEX = "bench_event_covering"
+KEPT_DATABASE = "siyu_bench_segments_kept"
 SQLITE_MMAP = 1 << 30  # PRAGMA mmap_size: 1 GiB
 SQLITE_CACHE = -131072  # PRAGMA cache_size: 128 MiB
 
@@ -131,7 +132,13 @@ def measure(scale: float, runs: int, warmup: int, event_index: bool) -> dict[str
     from siyu.tenancy.services import actor_for_staff, system_actor
 
     call_command("migrate", verbosity=0)
-    data = load(scale, report=lambda line: print(line, file=sys.stderr, flush=True))
+    data = kept_data(scale)
+    if data is None:
+        data = load(scale, report=lambda line: print(line, file=sys.stderr, flush=True))
+        data["scale"] = scale
+        Tenant.objects.filter(pk=data["tenant_id"]).update(settings={"bench": data})
+    with connection.cursor() as cursor:  # a kept database may have it from the last run
+        cursor.execute(f"DROP INDEX IF EXISTS {EVENT_INDEX}")
     tenant = Tenant.objects.get(pk=data["tenant_id"])
     now = datetime.fromisoformat(data["now"])
     rules = the_rule(data["popular_tags"])
@@ -212,6 +219,19 @@ def measure(scale: float, runs: int, warmup: int, event_index: bool) -> dict[str
     return result
 
 
+def kept_data(scale: float) -> dict[str, Any] | None:
+    """The data set of an earlier run at this scale, when the database was kept (--keep)."""
+    from siyu.tenancy.models import Tenant
+
+    tenant = Tenant.objects.filter(
+        slug__startswith="bench-crm-", settings__bench__scale=scale
+    ).first()
+    if tenant is None:
+        return None
+    print(f"reusing the data set loaded {tenant.created_at:%Y-%m-%d %H:%M}", file=sys.stderr)
+    return tenant.settings["bench"]
+
+
 def tenant_roles(tenant: Any, code: str) -> Any:
     from siyu.tenancy.models import Role
 
@@ -219,40 +239,58 @@ def tenant_roles(tenant: Any, code: str) -> Any:
 
 
 def run_child(args: argparse.Namespace, database_url: str | None) -> dict[str, Any]:
+    if args.keep:
+        data_dir = Path(args.keep).resolve() / "sqlite"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return _run_child(args, database_url, str(data_dir))
     with tempfile.TemporaryDirectory(prefix="siyu-bench-segments-") as data_dir:
-        env = {**os.environ, "SIYU_DATA_DIR": data_dir}
-        env.pop("SIYU_DATABASE_URL", None)
-        if database_url:
-            env["SIYU_DATABASE_URL"] = database_url
-        command = [
-            sys.executable,
-            __file__,
-            "--measure",
-            "--scale",
-            str(args.scale),
-            "--runs",
-            str(args.runs),
-            "--warmup",
-            str(args.warmup),
-        ]
-        if args.event_index:
-            command.append("--event-index")
-        result = subprocess.run(
-            command, env=env, cwd=REPO, stdout=subprocess.PIPE, text=True, check=False
-        )
-        if result.returncode != 0:
-            raise SystemExit(f"the measurement on {database_url or 'SQLite'} failed")
-        return json.loads(result.stdout.strip().splitlines()[-1])
+        return _run_child(args, database_url, data_dir)
 
 
-def postgres_database(url: str) -> tuple[str, Any]:
-    """A throwaway database on the server of ``url``; returns (its URL, a drop function)."""
+def _run_child(args: argparse.Namespace, database_url: str | None, data_dir: str) -> dict[str, Any]:
+    env = {**os.environ, "SIYU_DATA_DIR": data_dir}
+    env.pop("SIYU_DATABASE_URL", None)
+    if database_url:
+        env["SIYU_DATABASE_URL"] = database_url
+    command = [
+        sys.executable,
+        __file__,
+        "--measure",
+        "--scale",
+        str(args.scale),
+        "--runs",
+        str(args.runs),
+        "--warmup",
+        str(args.warmup),
+    ]
+    if args.event_index:
+        command.append("--event-index")
+    result = subprocess.run(
+        command, env=env, cwd=REPO, stdout=subprocess.PIPE, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"the measurement on {database_url or 'SQLite'} failed")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def postgres_database(url: str, *, keep: bool = False) -> tuple[str, Any]:
+    """A throwaway database on the server of ``url``; returns (its URL, a drop function).
+    With ``keep``, a database kept between runs (created once, never dropped)."""
     import psycopg
     from psycopg import sql
 
     base, _, _name = url.rpartition("/")
-    name = f"siyu_bench_segments_{uuid.uuid4().hex[:8]}"
     admin_url = f"{base}/postgres"
+    if keep:
+        name = KEPT_DATABASE
+        with psycopg.connect(admin_url, autocommit=True) as connection:
+            found = connection.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", [name]
+            ).fetchone()
+            if not found:
+                connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return f"{base}/{name}", lambda: None
+    name = f"siyu_bench_segments_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_url, autocommit=True) as connection:
         connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
@@ -314,6 +352,12 @@ def main() -> None:
     parser.add_argument("--sqlite-only", action="store_true")
     parser.add_argument("--postgres-only", action="store_true")
     parser.add_argument("--show-sql", action="store_true", help="print the compiled SQL")
+    parser.add_argument(
+        "--keep",
+        metavar="DIR",
+        help="keep the data sets (SQLite under DIR, PostgreSQL database "
+        f"{KEPT_DATABASE}) and reuse them on the next run at the same scale",
+    )
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:  # the child: one database
@@ -331,7 +375,7 @@ def main() -> None:
     if args.sqlite_only:
         pass
     elif database_url.startswith(("postgres://", "postgresql://")):
-        url, drop = postgres_database(database_url)
+        url, drop = postgres_database(database_url, keep=bool(args.keep))
         try:
             results.append(run_child(args, url))
             report(results[-1])

@@ -117,7 +117,7 @@ if REDIS_URL:
         "immediate": env_bool("SIYU_TASKS_IMMEDIATE", False),
         "consumer": {
             "workers": int(os.environ.get("SIYU_WORKER_THREADS", "4")),
-            "worker_type": "thread",
+            "worker_type": os.environ.get("SIYU_WORKER_TYPE", "thread"),
         },
     }
 else:
@@ -135,7 +135,7 @@ else:
         "immediate": env_bool("SIYU_TASKS_IMMEDIATE", False),
         "consumer": {
             "workers": int(os.environ.get("SIYU_WORKER_THREADS", "2")),
-            "worker_type": "thread",
+            "worker_type": os.environ.get("SIYU_WORKER_TYPE", "thread"),
             # Poll the SQLite queue at least every second: a WeCom welcome code lives 20 s.
             "initial_delay": 0.05,
             "backoff": 1.15,

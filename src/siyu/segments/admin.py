@@ -24,7 +24,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext
 from unfold.decorators import action, display
 from unfold.widgets import UnfoldAdminTextareaWidget
 
@@ -355,16 +355,16 @@ def builder_labels() -> dict[str, str]:
         "and": _("all of (AND)"),
         "or": _("any of (OR)"),
         "add_condition": _("condition"),
-        "add_group": _("group"),
+        "add_group": pgettext("segment rule", "group"),
         "remove": _("Remove"),
         "remove_group": _("Remove group"),
         "empty_group": _("Add a condition to this group."),
         "everyone": _("No conditions: every customer matches."),
         "field": _("Field"),
-        "operator": _("Operator"),
+        "operator": pgettext("segment rule", "operator"),
         "value": _("Value"),
-        "from": _("from"),
-        "to": _("to"),
+        "from": pgettext("range", "from"),
+        "to": pgettext("range", "to"),
         "days": _("days"),
         "times": _("times"),
         "comma_separated": _("values separated by commas"),

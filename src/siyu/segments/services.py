@@ -185,10 +185,11 @@ def preview(actor: Any, rules: Any, *, sample_size: int = 10) -> Preview:
     """Count (and a sample of) the customers matching ``rules`` without saving anything."""
     normalised, condition = validate_and_compile(actor.tenant, rules)
     customers = visible_customers(actor).filter(condition)
-    rows = sample(customers, sample_size)
+    size = max(0, min(int(sample_size), MAX_SAMPLE))
+    rows = sample(customers, size)
     # Fewer rows than asked for: that was all of them, and the sample query has counted.
-    complete = 0 < len(rows) < sample_size or (sample_size > 0 and not rows)
-    return Preview(normalised, len(rows) if complete else customers.count(), rows)
+    count = len(rows) if size and len(rows) < size else customers.count()
+    return Preview(normalised, count, rows)
 
 
 def sample(customers: QuerySet, size: int = 10) -> list[Customer]:

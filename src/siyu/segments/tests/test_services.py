@@ -302,3 +302,17 @@ def test_turning_a_static_segment_dynamic_drops_its_members(people, boss, tenant
     assert not SegmentMember.objects.for_tenant(tenant).exists()
     segment.refresh_from_db()
     assert segment.snapshot_at is None
+
+
+@pytest.mark.parametrize(
+    ("sample_size", "queries", "sampled"),
+    [(0, 1, 0), (1, 2, 1), (4, 2, 4), (5, 1, 4), (10, 1, 4)],
+)
+def test_a_preview_counts_with_its_sample_when_that_holds_everyone(
+    people, boss, django_assert_num_queries, sample_size, queries, sampled
+):
+    # given a rule (no conditions) that matches the 4 customers
+    # then a sample smaller than the set needs a count; one that holds it all is the count
+    with django_assert_num_queries(queries):
+        result = services.preview(boss, {}, sample_size=sample_size)
+    assert (result.count, len(result.sample)) == (4, sampled)
