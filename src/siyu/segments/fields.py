@@ -188,7 +188,7 @@ class CompileContext:
     """What compiling one rule for one tenant needs, loaded once per rule."""
 
     tenant_id: int
-    now: datetime = field(default_factory=timezone.now)
+    now: datetime = field(default_factory=lambda: timezone.now())  # looked up when called
 
     @cached_property
     def today(self) -> date:
