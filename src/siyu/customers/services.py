@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -922,6 +923,27 @@ def _replace_tags(
         occurred_at=seen_at,
     )
     return change
+
+
+@contextmanager
+def tag_library_lock(tenant: Any) -> Iterator[None]:
+    """Hold the tenant's tag library for one "ask WeCom, then write what it said" step.
+
+    Every writer of the library mirrors a WeCom answer: a callback or sync reads the whole
+    list, an edit in Siyu writes what ``add_corp_tag`` and friends returned. Two of them
+    interleaving would let the older answer land last (an echo's snapshot read just before
+    a delete would bring the deleted tag back), so each holds this lock from its WeCom call
+    to its commit. It is one transaction with the tenant row locked ``FOR NO KEY UPDATE``
+    (PostgreSQL; inserts of the tenant's other rows are not blocked); SQLite's IMMEDIATE
+    transactions already serialise writers. Library edits are rare, so holding a
+    transaction across one WeCom call costs nothing that matters.
+    """
+    from siyu.tenancy.models import Tenant
+
+    tenant_id = getattr(tenant, "pk", tenant)
+    with transaction.atomic():
+        list(Tenant.objects.select_for_update(no_key=True).filter(pk=tenant_id).values("pk"))
+        yield
 
 
 @dataclass

@@ -272,10 +272,10 @@ def create_tag_group(
             ]
             _record(actor, events.TAG_GROUP_CREATED, group, _group_payload(group, created))
         return group
-    answer = _call_wecom(
-        actor.tenant, "add_corp_tag", label=name, group_name=name, order=order, tag=specs
-    )
-    with transaction.atomic():
+    with customer_services.tag_library_lock(actor.tenant):
+        answer = _call_wecom(
+            actor.tenant, "add_corp_tag", label=name, group_name=name, order=order, tag=specs
+        )
         group, created = _store_wecom_group(actor.tenant, answer.get("tag_group") or {})
         _record(actor, events.TAG_GROUP_CREATED, group, _group_payload(group, created))
     return group
@@ -360,16 +360,16 @@ def update_tag_group(
         values["order"] = _clean_order(order)
     if not values:
         return group
-    if group.wecom_group_id:
-        _call_wecom(
-            actor.tenant,
-            "edit_corp_tag",
-            label=values.get("name", group.name),
-            id=group.wecom_group_id,
-            name=values.get("name"),
-            order=values.get("order"),
-        )
-    with transaction.atomic():
+    with customer_services.tag_library_lock(actor.tenant):
+        if group.wecom_group_id:
+            _call_wecom(
+                actor.tenant,
+                "edit_corp_tag",
+                label=values.get("name", group.name),
+                id=group.wecom_group_id,
+                name=values.get("name"),
+                order=values.get("order"),
+            )
         changes = diff(group, values)
         for key, value in values.items():
             setattr(group, key, value)
@@ -381,9 +381,9 @@ def update_tag_group(
 def delete_tag_group(actor: Any, group: TagGroup | int) -> TagGroup:
     """Delete a tag group and its tags (in WeCom first): they leave every customer."""
     group = live_group(actor, group)
-    if group.wecom_group_id:
-        _delete_in_wecom(actor.tenant, group_id=[group.wecom_group_id], label=group.name)
-    with transaction.atomic():
+    with customer_services.tag_library_lock(actor.tenant):
+        if group.wecom_group_id:
+            _delete_in_wecom(actor.tenant, group_id=[group.wecom_group_id], label=group.name)
         tags = list(Tag.objects.for_tenant(actor.tenant).filter(group=group, deleted=False))
         _mark_deleted(actor.tenant, group, tags)
         _record(actor, events.TAG_GROUP_DELETED, group, _group_payload(group, tags))
@@ -422,13 +422,17 @@ def create_tag(actor: Any, group: TagGroup | int, *, name: str, order: Any = 0) 
             )
             _record(actor, events.TAG_CREATED, tag, _tag_payload(tag))
         return tag
-    answer = _call_wecom(
-        actor.tenant, "add_corp_tag", label=spec["name"], group_id=group.wecom_group_id, tag=[spec]
-    )
-    items = (answer.get("tag_group") or {}).get("tag") or []
-    if not items:
-        raise ServiceError(_("WeCom answered without the new tag."), code="wecom_error")
-    with transaction.atomic():
+    with customer_services.tag_library_lock(actor.tenant):
+        answer = _call_wecom(
+            actor.tenant,
+            "add_corp_tag",
+            label=spec["name"],
+            group_id=group.wecom_group_id,
+            tag=[spec],
+        )
+        items = (answer.get("tag_group") or {}).get("tag") or []
+        if not items:
+            raise ServiceError(_("WeCom answered without the new tag."), code="wecom_error")
         tag = _store_wecom_tag(actor.tenant, group, items[0])
         _record(actor, events.TAG_CREATED, tag, _tag_payload(tag))
     return tag
@@ -454,16 +458,16 @@ def update_tag(actor: Any, tag: Tag | int, *, name: Any = None, order: Any = Non
         values["order"] = _clean_order(order)
     if not values:
         return tag
-    if tag.wecom_tag_id:
-        _call_wecom(
-            actor.tenant,
-            "edit_corp_tag",
-            label=values.get("name", tag.name),
-            id=tag.wecom_tag_id,
-            name=values.get("name"),
-            order=values.get("order"),
-        )
-    with transaction.atomic():
+    with customer_services.tag_library_lock(actor.tenant):
+        if tag.wecom_tag_id:
+            _call_wecom(
+                actor.tenant,
+                "edit_corp_tag",
+                label=values.get("name", tag.name),
+                id=tag.wecom_tag_id,
+                name=values.get("name"),
+                order=values.get("order"),
+            )
         changes = diff(tag, values)
         for key, value in values.items():
             setattr(tag, key, value)
@@ -477,9 +481,9 @@ def delete_tag(actor: Any, tag: Tag | int) -> Tag:
     a group with its last tag, and so does Siyu."""
     tag = live_tag(actor, tag)
     group = tag.group
-    if tag.wecom_tag_id:
-        _delete_in_wecom(actor.tenant, tag_id=[tag.wecom_tag_id], label=tag.name)
-    with transaction.atomic():
+    with customer_services.tag_library_lock(actor.tenant):
+        if tag.wecom_tag_id:
+            _delete_in_wecom(actor.tenant, tag_id=[tag.wecom_tag_id], label=tag.name)
         _mark_deleted(actor.tenant, None, [tag])
         _record(actor, events.TAG_DELETED, tag, _tag_payload(tag))
         left = Tag.objects.for_tenant(actor.tenant).filter(group=group, deleted=False)

@@ -381,6 +381,7 @@ def corp_tags_changed(tenant: Tenant, message: dict[str, Any]) -> bool:
     from siyu.customers import services as customers
     from siyu.wecom.client import client_for
 
-    tag_groups = client_for(tenant).get_corp_tag_list().get("tag_group") or []
-    customers.sync_corp_tags(tenant, tag_groups, seen_at=seen_at(message), source="callback")
+    with customers.tag_library_lock(tenant):
+        tag_groups = client_for(tenant).get_corp_tag_list().get("tag_group") or []
+        customers.sync_corp_tags(tenant, tag_groups, seen_at=seen_at(message), source="callback")
     return True

@@ -661,12 +661,13 @@ class _Sync:
 
     # tags -------------------------------------------------------------------------------------
     def sync_tags(self) -> None:
-        seen_at = timezone.now()
-        groups = self.call(self.contact.get_corp_tag_list).get("tag_group") or []
+        with customers.tag_library_lock(self.tenant):
+            seen_at = timezone.now()
+            groups = self.call(self.contact.get_corp_tag_list).get("tag_group") or []
+            customers.sync_corp_tags(self.tenant, groups, seen_at=seen_at, source="sync")
         self.counters["tags"] = sum(
             len(group.get("tag") or ()) for group in groups if not group.get("deleted")
         )
-        customers.sync_corp_tags(self.tenant, groups, seen_at=seen_at, source="sync")
         self.known_tags = set(
             Tag.objects.for_tenant(self.tenant)
             .exclude(wecom_tag_id="")

@@ -4,7 +4,10 @@ encrypted callback endpoint of a live server."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from django.db import connection
 
 from siyu.core.models import Event
 from siyu.customers import tagging
@@ -13,7 +16,9 @@ from siyu.customers.tests import support_tags_live
 from siyu.customers.tests.support_tags import carried, customer, marked, tag_named
 from siyu.customers.tests.support_tags_live import settle
 from siyu.tenancy.services import system_actor
+from siyu.wecom.client import WeComClient
 from siyu.wecom.models import CallbackInbox
+from siyu.wecom.processors import corp_tags_changed
 from siyu.wecom.sync import sync_tenant
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -90,8 +95,8 @@ def test_echoes_of_siyus_own_edits_apply_once(live_world):
     assert library(tenant) == {"等级": {"高意向", "中"}}
     assert TagGroup.objects.for_tenant(tenant).count() == 1
     assert Tag.objects.for_tenant(tenant).count() == 3  # 低 kept as deleted
-    # (an echo processed before Siyu's own local write committed may reconcile first and
-    # record a "tag.synced"; either way the library ends as above, with nothing doubled)
+    # each echo re-read WeCom only after Siyu's own write committed: nothing to reconcile
+    assert count(tenant, "tag.synced") == 0
     assert carried(tenant, someone) == {"中"}
     assert marked(tenant, someone) == {"lili": {"中"}}
     assert count(tenant, "customer.tagged") == 1
@@ -119,3 +124,38 @@ def test_a_redelivered_callback_applies_once(live_world):
     )
     assert changed.count() == 1
     assert CallbackInbox.objects.for_tenant(tenant).filter(deliveries__gt=1).exists()
+
+
+def test_a_library_read_in_flight_cannot_undo_a_delete_that_overtakes_it(live_world, monkeypatch):
+    """The race CI once caught: an echo's processor reads WeCom's tag list, Siyu deletes a
+    tag meanwhile, and the older list, written last, brought the tag back."""
+    tenant, _control = live_world
+    actor = system_actor(tenant, channel="console")
+    tagging.create_tag_group(actor, name="等级", tags=["高", "低"])
+    read, deleted = threading.Event(), threading.Event()
+    real_read = WeComClient.get_corp_tag_list
+
+    def slow_read(self, *args, **kwargs):
+        answer = real_read(self, *args, **kwargs)
+        read.set()
+        deleted.wait(timeout=1.0)  # give the delete every chance to overtake this read
+        return answer
+
+    monkeypatch.setattr(WeComClient, "get_corp_tag_list", slow_read)
+
+    def process_an_echo():
+        try:
+            corp_tags_changed(tenant, {"CreateTime": "1795451539"})
+        finally:
+            connection.close()
+
+    echo = threading.Thread(target=process_an_echo)
+    echo.start()
+    assert read.wait(timeout=10)
+    # when Siyu deletes a tag while that read is in flight
+    tagging.delete_tag(actor, tag_named(tenant, "低"))
+    deleted.set()
+    echo.join(timeout=20)
+    # then the delete waited for the read to be written, and stands
+    assert not echo.is_alive()
+    assert library(tenant) == {"等级": {"高"}}
