@@ -11,9 +11,11 @@ and a periodic sweep re-delivers events whose handlers were lost to a crash or f
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -30,24 +32,32 @@ logger = logging.getLogger(__name__)
 MAX_HANDLER_ATTEMPTS = 5
 EVENT_TYPE_MAX_LENGTH = 80
 IDEMPOTENCY_KEY_MAX_LENGTH = 200
+REDELIVERY_CHUNK = 100  # events per redelivery task
 
 
 @dataclass(frozen=True)
 class HandlerSpec:
     name: str
-    function: Callable[[Event], None]
+    function: Callable[[Any], None]
     queued: bool
+    batched: bool = False
 
 
 _registry: dict[str, list[HandlerSpec]] = defaultdict(list)
 _by_name: dict[str, HandlerSpec] = {}
 
 
-def handles(*event_types: str, queued: bool = True) -> Callable:
-    """Subscribe the decorated ``function(event)`` to the given event types."""
+def handles(*event_types: str, queued: bool = True, batched: bool = False) -> Callable:
+    """Subscribe the decorated ``function(event)`` to the given event types.
 
-    def register(function: Callable[[Event], None]) -> Callable[[Event], None]:
-        spec = HandlerSpec(f"{function.__module__}.{function.__qualname__}", function, queued)
+    ``batched=True``: the function takes a list of events instead, all those of one type
+    set dispatched together (e.g. a callback's ``customer.added`` and ``follow.added``), so
+    it can do once what the events share.
+    """
+
+    def register(function: Callable[[Any], None]) -> Callable[[Any], None]:
+        name = f"{function.__module__}.{function.__qualname__}"
+        spec = HandlerSpec(name, function, queued, batched)
         _by_name[spec.name] = spec
         for event_type in event_types:
             if spec not in _registry[event_type]:
@@ -195,21 +205,158 @@ def _validate(event_type: str, key: str | None) -> None:
 
 
 def dispatch(event: Event) -> None:
-    """Run in-process handlers now and enqueue the queued ones (called after commit).
+    """Run the event's in-process handlers and enqueue its queued ones (called after commit).
 
-    The queued handlers of one event travel in one task: one queue write per event rather
-    than one per handler (what keeps callback processing ahead of WeCom's bursts).
+    Inside ``dispatching_together`` the event waits for the end of the block instead, and
+    goes with the others committed there.
     """
-    from siyu.core.tasks import run_event_handlers
+    pending = getattr(_together, "events", None)
+    if pending is not None:
+        pending.append(event)
+        return
+    dispatch_all([event])
 
-    queued = []
-    for spec in handlers_for(event.type):
+
+_together = threading.local()
+
+
+@contextmanager
+def dispatching_together() -> Iterator[None]:
+    """Dispatch the events committed inside the block together, at its end.
+
+    Why: one WeCom callback commits several events (``customer.added`` and ``follow.added``
+    for a new friend). Dispatched one by one, each costs a transaction for its in-process
+    handlers and a queue write for its queued ones; together they cost one of each, which
+    is what lets processing keep up with WeCom's bursts. Nested blocks join the outer one.
+    """
+    if getattr(_together, "events", None) is not None:
+        yield
+        return
+    _together.events = []
+    try:
+        yield
+    finally:
+        events, _together.events = _together.events, None
+        if events:
+            dispatch_all(events)
+
+
+def dispatch_all(events: list[Event]) -> None:
+    """In-process handlers of all ``events`` now, in one transaction; their queued handlers
+    in one task (one queue write however many events and handlers)."""
+    from siyu.core.tasks import run_handlers_of_events
+
+    inline = [(event, spec) for event in events for spec in handlers_for(event.type)]
+    queued: dict[int, list[str]] = {}
+    for event, spec in inline:
         if spec.queued:
-            queued.append(spec.name)
-        else:
-            run_handler(event.pk, spec.name)
+            queued.setdefault(event.pk, []).append(spec.name)
+    inline = [(event, spec) for event, spec in inline if not spec.queued]
+    if inline:
+        run_together(inline)
     if queued:
-        run_event_handlers(event.pk, queued)
+        try:
+            run_handlers_of_events([[event_id, names] for event_id, names in queued.items()])
+        except Exception:  # the queue is down: the redelivery sweep will enqueue them later
+            logger.exception("Could not enqueue the handlers of events %s", list(queued))
+
+
+def run_handlers_of(work: list[list[Any]]) -> None:
+    """Run ``[[event_id, [handler names]], ...]`` (a queued task's load) together."""
+    ids = [int(event_id) for event_id, _names in work]
+    found = Event.objects.unscoped("run handlers by event id").in_bulk(ids)
+    pairs = []
+    for event_id, names in work:
+        event = found.get(int(event_id))
+        for name in names:
+            spec = _by_name.get(name)
+            if event is None or spec is None:
+                logger.warning("No handler %s or event %s: skipped", name, event_id)
+                continue
+            pairs.append((event, spec))
+    run_together(pairs)
+
+
+def run_together(pairs: list[tuple[Event, HandlerSpec]]) -> None:
+    """Run (event, handler) pairs, each at most once, in one transaction with one insert of
+    their run records; each handler in its own savepoint, so one failing keeps the others.
+
+    A pair that already has a run record (a retry, a redelivery) takes the careful path,
+    ``run_handler``. Should a concurrent run record appear meanwhile, the insert fails,
+    everything here rolls back (the handlers' effects with it) and each pair takes the
+    careful path: at most once either way. A ``batched`` handler is called once with all
+    its events of the batch.
+    """
+    if not pairs:
+        return
+    known = set(
+        HandlerRun.objects.unscoped("run records of the events at hand")
+        .filter(event__in={event.pk for event, _spec in pairs})
+        .values_list("event_id", "handler")
+    )
+    fresh = [(e, s) for e, s in pairs if (e.pk, s.name) not in known]
+    for event, spec in pairs:
+        if (event.pk, spec.name) in known:
+            run_handler(event.pk, spec.name)
+    if not fresh:
+        return
+    failures: list[tuple[Event, HandlerSpec, Exception]] = []
+    try:
+        with transaction.atomic():
+            done = []
+            for spec, events in _by_handler(fresh):
+                try:
+                    with transaction.atomic():
+                        _call(spec, events)
+                except Exception as error:
+                    logger.exception("Handler %s failed on events %s", spec.name, _ids(events))
+                    failures.extend((event, spec, error) for event in events)
+                    continue
+                done.extend(_done_run(event, spec) for event in events)
+            HandlerRun.objects.unscoped("run records of the events at hand").bulk_create(done)
+    except IntegrityError:
+        for event, spec in fresh:
+            run_handler(event.pk, spec.name)
+        return
+    for event, spec, error in failures:
+        _record_failure(event, spec.name, 0, error)
+
+
+def _by_handler(pairs: list[tuple[Event, HandlerSpec]]) -> list[tuple[HandlerSpec, list[Event]]]:
+    """Group the events by handler, a handler's events in order; the handlers in order."""
+    grouped: dict[str, tuple[HandlerSpec, list[Event]]] = {}
+    for event, spec in pairs:
+        grouped.setdefault(spec.name, (spec, []))[1].append(event)
+    result = []
+    for spec, events in grouped.values():
+        if spec.batched:
+            result.append((spec, events))
+        else:
+            result.extend((spec, [event]) for event in events)
+    return result
+
+
+def _call(spec: HandlerSpec, events: list[Event]) -> None:
+    if spec.batched:
+        spec.function(events)
+    else:
+        (event,) = events
+        spec.function(event)
+
+
+def _done_run(event: Event, spec: HandlerSpec) -> HandlerRun:
+    return HandlerRun(
+        tenant_id=event.tenant_id,
+        event=event,
+        handler=spec.name,
+        status=HandlerRun.Status.DONE,
+        attempts=1,
+        finished_at=timezone.now(),
+    )
+
+
+def _ids(events: list[Event]) -> list[int]:
+    return [event.pk for event in events]
 
 
 def run_handler(event_id: int, handler_name: str) -> bool:
@@ -234,7 +381,7 @@ def run_handler(event_id: int, handler_name: str) -> bool:
             if run.status == HandlerRun.Status.DONE:
                 return True
             attempts = run.attempts
-            spec.function(event)
+            _call(spec, [event])
             runs.filter(pk=run.pk).update(
                 status=HandlerRun.Status.DONE,
                 attempts=attempts + 1,
@@ -272,7 +419,7 @@ def redeliver_pending(*, older_than: timedelta, within: timedelta) -> int:
     Covers a process that died between commit and dispatch, and handlers that failed (up to
     ``MAX_HANDLER_ATTEMPTS``).
     """
-    from siyu.core.tasks import run_event_handlers
+    from siyu.core.tasks import run_handlers_of_events
 
     now = timezone.now()
     handled_types = [t for t, specs in _registry.items() if specs and t != "*"]
@@ -290,10 +437,15 @@ def redeliver_pending(*, older_than: timedelta, within: timedelta) -> int:
         .values_list("event_id", "handler", "status", "attempts")
         if status == HandlerRun.Status.DONE or attempts >= MAX_HANDLER_ATTEMPTS
     }
-    enqueued = 0
+    enqueued, work = 0, []
     for event_id, event_type in events.values_list("id", "type").iterator():
         names = [s.name for s in handlers_for(event_type) if (event_id, s.name) not in finished]
         if names:
-            run_event_handlers(event_id, names)
+            work.append([event_id, names])
             enqueued += len(names)
+        if len(work) >= REDELIVERY_CHUNK:
+            run_handlers_of_events(work)
+            work = []
+    if work:
+        run_handlers_of_events(work)
     return enqueued

@@ -24,6 +24,16 @@ def on_commit_task(task_function: Any, *args: Any, **kwargs: Any) -> None:
 
 
 @db_task(retries=3, retry_delay=10)
+def run_handlers_of_events(work: list[list[Any]]) -> None:
+    """Run ``[[event_id, [handler names]], ...]``, each pair at most once, together (see
+    ``siyu.core.events.run_together``): the queued handlers of the events one commit or
+    one callback produced travel in one task. Returns nothing, so Huey stores no result."""
+    from siyu.core.events import run_handlers_of
+
+    run_handlers_of(work)
+
+
+@db_task(retries=3, retry_delay=10)
 def run_event_handlers(event_id: int, handler_names: list[str]) -> None:
     """Run the queued handlers of one event, each at most once (see ``run_handler``).
 

@@ -443,11 +443,18 @@ def on_interaction(event: Event) -> None:
         recompute_customer(event.tenant_id, event.customer_id)
 
 
-@handles(*STATUS_TYPES, queued=False)
-def on_status_change(event: Event) -> None:
-    """Losing the last friendship churns a customer; a (re-)add brings them back."""
-    if event.customer_id is None:
-        return
-    if event.source in BULK_SOURCES and event.type != "customer.lost":
-        return  # a back-filled add: the daily recompute places it
-    recompute_customer(event.tenant_id, event.customer_id)
+@handles(*STATUS_TYPES, queued=False, batched=True)
+def on_status_change(batch: list[Event]) -> None:
+    """Losing the last friendship churns a customer; a (re-)add brings them back.
+
+    Batched: a new friend arrives as ``customer.added`` and ``follow.added`` together, and
+    their customer is recomputed once.
+    """
+    customers = {
+        (event.tenant_id, event.customer_id): None
+        for event in batch
+        if event.customer_id is not None
+        and (event.source not in BULK_SOURCES or event.type == "customer.lost")
+    }  # a back-filled add is left out: the daily recompute places it
+    for tenant_id, customer_id in customers:
+        recompute_customer(tenant_id, customer_id)

@@ -31,7 +31,7 @@ from django.utils.translation import gettext as _
 
 from siyu.core.audit import diff
 from siyu.core.errors import InvalidInput, NotFound
-from siyu.core.events import IDEMPOTENCY_KEY_MAX_LENGTH, record_event
+from siyu.core.events import IDEMPOTENCY_KEY_MAX_LENGTH, EventSpec, record_event, record_events
 from siyu.customers import events
 from siyu.customers.models import (
     STATE_MAX_LENGTH,
@@ -294,12 +294,12 @@ def upsert_follow(
     follows = Follow.objects.for_tenant(tenant)
     follow = follows.select_for_update().filter(customer=customer, staff=staff).first()
     first_ever = follow is None and not follows.filter(customer=customer).exists()
-    began = False
+    began = created = False
     if follow is None:
         follow = follows.create(
             tenant=tenant, customer=customer, staff=staff, wecom_seen_at=seen_at, **values
         )
-        began = True
+        began = created = True
     else:
         if is_stale(seen_at, follow.wecom_seen_at):
             return follow, False
@@ -340,7 +340,7 @@ def upsert_follow(
     if began:
         _friendship_began(follow, first_ever=first_ever, source=source)
     if tag_ids is not None:
-        _replace_tags(follow, tag_ids, seen_at=seen_at, source=source)
+        _replace_tags(follow, tag_ids, seen_at=seen_at, source=source, new=created)
     return follow, began
 
 
@@ -358,32 +358,36 @@ def _friendship_began(follow: Follow, *, first_ever: bool, source: str) -> None:
         "state": follow.state,
         "oper_userid": follow.oper_userid,
     }
+    specs = []  # recorded together: one look-up of their keys, one insert
     if first_ever:
-        record_event(
-            tenant,
-            events.CUSTOMER_ADDED,
-            key=event_key(events.CUSTOMER_ADDED, customer.external_userid),
+        specs.append(
+            EventSpec(
+                events.CUSTOMER_ADDED,
+                key=event_key(events.CUSTOMER_ADDED, customer.external_userid),
+                staff=staff,
+                customer_id=customer.pk,
+                payload=payload,
+                source=source,
+                occurred_at=follow.added_at,
+            )
+        )
+    specs.append(
+        EventSpec(
+            events.FOLLOW_ADDED,
+            key=event_key(
+                events.FOLLOW_ADDED,
+                customer.external_userid,
+                staff.wecom_userid,
+                seconds(follow.added_at),
+            ),
             staff=staff,
             customer_id=customer.pk,
-            payload=payload,
+            payload={**payload, "first_for_customer": first_ever},
             source=source,
             occurred_at=follow.added_at,
         )
-    record_event(
-        tenant,
-        events.FOLLOW_ADDED,
-        key=event_key(
-            events.FOLLOW_ADDED,
-            customer.external_userid,
-            staff.wecom_userid,
-            seconds(follow.added_at),
-        ),
-        staff=staff,
-        customer_id=customer.pk,
-        payload={**payload, "first_for_customer": first_ever},
-        source=source,
-        occurred_at=follow.added_at,
     )
+    record_events(tenant, specs)
     update_fields = []
     if customer.first_added_at is None or follow.added_at < customer.first_added_at:
         customer.first_added_at = follow.added_at
@@ -405,9 +409,14 @@ def _friendship_began(follow: Follow, *, first_ever: bool, source: str) -> None:
             source=source,
             occurred_at=follow.added_at,
         )
+    owned_now = first_ever and customer.owner_id is None
+    if owned_now:
+        customer.owner = staff  # their only friendship: no need to look for the earliest
+        update_fields.append("owner")
     if update_fields:
         customer.save(update_fields=[*update_fields, "updated_at"])
-    _refresh_owner(customer, cause_at=follow.added_at, source=source)
+    if not owned_now:
+        _refresh_owner(customer, cause_at=follow.added_at, source=source)
 
 
 def _refresh_owner(customer: Customer, *, cause_at: datetime, source: str) -> None:
@@ -873,20 +882,34 @@ def set_follow_tags(
 
 
 def _replace_tags(
-    follow: Follow, tag_ids: Iterable[str], *, seen_at: datetime | None, source: str
+    follow: Follow,
+    tag_ids: Iterable[str],
+    *,
+    seen_at: datetime | None,
+    source: str,
+    new: bool = False,
 ) -> TagChange:
+    """``new``: the follow was created in this transaction, so it carries no tag yet."""
     wanted = _clean_tag_ids(tag_ids)
-    tags = {
-        tag.wecom_tag_id: tag
-        for tag in Tag.objects.for_tenant(follow.tenant_id).filter(wecom_tag_id__in=wanted)
-    }
-    current = {
-        link.tag.wecom_tag_id: link
-        for link in FollowTag.objects.for_tenant(follow.tenant_id)
-        .filter(follow=follow)
-        .exclude(tag__wecom_tag_id="")
-        .select_related("tag")
-    }
+    tags = (
+        {
+            tag.wecom_tag_id: tag
+            for tag in Tag.objects.for_tenant(follow.tenant_id).filter(wecom_tag_id__in=wanted)
+        }
+        if wanted
+        else {}
+    )
+    current = (
+        {}
+        if new
+        else {
+            link.tag.wecom_tag_id: link
+            for link in FollowTag.objects.for_tenant(follow.tenant_id)
+            .filter(follow=follow)
+            .exclude(tag__wecom_tag_id="")
+            .select_related("tag")
+        }
+    )
     change = TagChange(
         added=[tag_id for tag_id in wanted if tag_id in tags and tag_id not in current],
         removed=sorted(tag_id for tag_id in current if tag_id not in wanted),

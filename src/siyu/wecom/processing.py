@@ -15,6 +15,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from siyu.core.events import dispatching_together
 from siyu.tenancy.models import Tenant
 from siyu.wecom.models import CallbackInbox
 
@@ -60,7 +61,8 @@ def process(inbox_id: int) -> str:
     # No transaction around the processor: it calls WeCom (HTTP) and then services that are
     # each atomic and idempotent, so a second run of the same row changes nothing.
     try:
-        applied = processor is not None and processor(row.tenant, row.payload)
+        with dispatching_together():  # a new friend's events: one handler transaction, one task
+            applied = processor is not None and processor(row.tenant, row.payload)
     except Exception as error:
         logger.exception("WeCom callback %s (%s/%s) failed", row.pk, row.event, row.change_type)
         rows.filter(pk=row.pk).update(

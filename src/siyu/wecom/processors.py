@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
+
 from siyu.tenancy import services as tenancy
 from siyu.tenancy.models import Department, Tenant
 from siyu.wecom.processing import processes, seen_at
@@ -111,10 +113,17 @@ def apply_external_contact(
 
     Returns ``(customer, follow)``; ``follow`` is None when WeCom lists no such follow.
     """
+    contact = detail.get("external_contact") or {}
+    with transaction.atomic():  # one commit for the customer and their friendship
+        return _apply_external_contact(tenant, contact, detail, userid, seen=seen, source=source)
+
+
+def _apply_external_contact(
+    tenant: Tenant, contact: dict[str, Any], detail: dict[str, Any], userid: str, *, seen, source
+):
     from siyu.customers import services as customers
     from siyu.customers.selectors import current_customer
 
-    contact = detail.get("external_contact") or {}
     customer, _ = customers.upsert_customer(
         tenant,
         external_userid=contact["external_userid"],
