@@ -41,23 +41,36 @@ class HandlerSpec:
     function: Callable[[Any], None]
     queued: bool
     batched: bool = False
+    when: Callable[[Event], bool] | None = None
+
+    def applies_to(self, event: Event) -> bool:
+        """Whether the handler has anything to do for this event (its ``when``, if any)."""
+        return self.when is None or bool(self.when(event))
 
 
 _registry: dict[str, list[HandlerSpec]] = defaultdict(list)
 _by_name: dict[str, HandlerSpec] = {}
 
 
-def handles(*event_types: str, queued: bool = True, batched: bool = False) -> Callable:
+def handles(
+    *event_types: str,
+    queued: bool = True,
+    batched: bool = False,
+    when: Callable[[Event], bool] | None = None,
+) -> Callable:
     """Subscribe the decorated ``function(event)`` to the given event types.
 
     ``batched=True``: the function takes a list of events instead, all those of one type
     set dispatched together (e.g. a callback's ``customer.added`` and ``follow.added``), so
-    it can do once what the events share.
+    it can do once what the events share. ``when(event)``: a cheap test of the event alone
+    (no queries); when false the handler is not run, queued or recorded for that event —
+    why: most friendships are new, and a task per add that finds nothing to do is what
+    would keep processing behind WeCom's bursts.
     """
 
     def register(function: Callable[[Any], None]) -> Callable[[Any], None]:
         name = f"{function.__module__}.{function.__qualname__}"
-        spec = HandlerSpec(name, function, queued, batched)
+        spec = HandlerSpec(name, function, queued, batched, when)
         _by_name[spec.name] = spec
         for event_type in event_types:
             if spec not in _registry[event_type]:
@@ -246,7 +259,12 @@ def dispatch_all(events: list[Event]) -> None:
     in one task (one queue write however many events and handlers)."""
     from siyu.core.tasks import run_handlers_of_events
 
-    inline = [(event, spec) for event in events for spec in handlers_for(event.type)]
+    inline = [
+        (event, spec)
+        for event in events
+        for spec in handlers_for(event.type)
+        if spec.applies_to(event)
+    ]
     queued: dict[int, list[str]] = {}
     for event, spec in inline:
         if spec.queued:
@@ -438,10 +456,14 @@ def redeliver_pending(*, older_than: timedelta, within: timedelta) -> int:
         if status == HandlerRun.Status.DONE or attempts >= MAX_HANDLER_ATTEMPTS
     }
     enqueued, work = 0, []
-    for event_id, event_type in events.values_list("id", "type").iterator():
-        names = [s.name for s in handlers_for(event_type) if (event_id, s.name) not in finished]
+    for event in events.iterator(chunk_size=500):
+        names = [
+            s.name
+            for s in handlers_for(event.type)
+            if (event.pk, s.name) not in finished and s.applies_to(event)
+        ]
         if names:
-            work.append([event_id, names])
+            work.append([event.pk, names])
             enqueued += len(names)
         if len(work) >= REDELIVERY_CHUNK:
             run_handlers_of_events(work)

@@ -19,7 +19,16 @@ def raise_churn_alert(event: Event) -> None:
     churn.alert_for_deletion(event)
 
 
-@handles(events.FOLLOW_ADDED)
+def _re_add(event: Event) -> bool:
+    """A customer's first friendship ever cannot have churn alerts to win back."""
+    return not (event.payload or {}).get("first_for_customer")
+
+
+def _by_transfer(event: Event) -> bool:
+    return handover.is_takeover_add(event)
+
+
+@handles(events.FOLLOW_ADDED, when=_re_add)
 def recover_churn_alerts_on_re_add(event: Event) -> None:
     """The customer and the staff are friends again: that staff's open alerts are won back."""
     if event.customer_id and event.staff_id:
@@ -36,7 +45,7 @@ def recover_churn_alerts_on_return(event: Event) -> None:
 
 
 # --- hand-over ---------------------------------------------------------------------------------
-@handles(events.FOLLOW_ADDED)
+@handles(events.FOLLOW_ADDED, when=_by_transfer)
 def settle_handover_on_takeover_friendship(event: Event) -> None:
     """WeCom's add of the takeover staff (add way 202) arrived before the results poll."""
     handover.takeover_followed(event)
@@ -48,9 +57,11 @@ def remind_leader_to_hand_over(event: Event) -> None:
 
 
 # --- dedupe ------------------------------------------------------------------------------------
-@handles(events.CUSTOMER_ADDED)
+@handles(events.CUSTOMER_ADDED, queued=False)
 def merge_new_customer_with_known_unionid(event: Event) -> None:
-    """A new customer whose unionid is already known is the same person: one record."""
+    """A new customer whose unionid is already known is the same person: one record.
+
+    In-process: one look-up, and a merge is rare; a task per new friend would cost more."""
     merge.auto_merge_on_unionid(event.tenant_id, event.customer_id)
 
 

@@ -610,11 +610,16 @@ def transfer_observed(tenant: Any, customer: Customer, staff: Staff, *, at: date
     return True
 
 
+def is_takeover_add(event: Event) -> bool:
+    """A friendship WeCom made by a transfer (add way 202) that Siyu did not record itself."""
+    payload = event.payload or {}
+    return event.source not in TRANSFER_SOURCES and _int(payload.get("add_way")) == ASSIGNED
+
+
 def takeover_followed(event: Event) -> int:
     """A friendship WeCom made by a transfer (add way 202) reached us before the poll did:
     the waiting hand-over of that customer to that staff succeeded."""
-    payload = event.payload or {}
-    if event.source in TRANSFER_SOURCES or _int(payload.get("add_way")) != ASSIGNED:
+    if not is_takeover_add(event):
         return 0
     customer = Customer.objects.for_tenant(event.tenant_id).filter(pk=event.customer_id).first()
     staff = event.staff
