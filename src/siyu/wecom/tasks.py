@@ -17,6 +17,16 @@ def process_callback(inbox_id: int) -> None:
     process(inbox_id)
 
 
+@db_task(retries=3, retry_delay=5)
+def process_callbacks(inbox_ids: list[int]) -> None:
+    """Process callbacks stored together, in the order they arrived (one task per batch the
+    inbox writer committed). A row already done is skipped, so a retry repeats nothing."""
+    from siyu.wecom.processing import process
+
+    for inbox_id in inbox_ids:
+        process(inbox_id)
+
+
 @db_periodic_task(crontab(minute="*"))
 def retry_stuck_callbacks() -> int:
     """Every minute: process callbacks whose task was lost or that failed (≤ 5 attempts)."""
