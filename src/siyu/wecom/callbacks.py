@@ -21,6 +21,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from siyu.core.db import prompt_transaction
 from siyu.tenancy.models import Tenant
 from siyu.wecom import xml
 from siyu.wecom.crypto import CallbackCryptoError, WeComCrypto
@@ -230,7 +231,7 @@ def _write_batch(batch: list[_Arrival]) -> None:
     for item in batch:
         first.setdefault(item.identity, item)
     try:
-        with transaction.atomic():
+        with prompt_transaction():
             known = set(
                 inbox.filter(dedupe_key__in={key for _tenant, key in first}).values_list(
                     "tenant_id", "dedupe_key"
@@ -259,7 +260,7 @@ def _write_one(callback: _Arrival) -> None:
 
     inbox = CallbackInbox.objects.for_tenant(callback.tenant)
     try:
-        with transaction.atomic():
+        with prompt_transaction():
             callback.row = inbox.create(**callback.values)
             on_commit_task(process_callback, callback.row.pk)
     except IntegrityError:
