@@ -15,7 +15,7 @@ from django.db import transaction
 
 from siyu.tenancy import services as tenancy
 from siyu.tenancy.models import Department, Tenant
-from siyu.wecom.processing import processes, seen_at
+from siyu.wecom.processing import processes, processes_together, seen_at
 
 
 def _actor(tenant: Tenant):
@@ -125,18 +125,7 @@ def _apply_external_contact(
     from siyu.customers.selectors import current_customer
 
     customer, _ = customers.upsert_customer(
-        tenant,
-        external_userid=contact["external_userid"],
-        name=contact.get("name", ""),
-        avatar=contact.get("avatar", ""),
-        type=int(contact.get("type", 1)),
-        gender=int(contact.get("gender", 0)),
-        unionid=contact.get("unionid", ""),
-        corp_name=contact.get("corp_name", ""),
-        corp_full_name=contact.get("corp_full_name", ""),
-        position=contact.get("position", ""),
-        seen_at=seen,
-        source=source,
+        tenant, **_profile(contact), seen_at=seen, source=source
     )
     customer = current_customer(customer)  # a merged record's friendships live on its survivor
     entry = next((f for f in detail.get("follow_user") or () if f.get("userid") == userid), None)
@@ -146,15 +135,7 @@ def _apply_external_contact(
         tenant,
         customer=customer,
         staff=_staff(tenant, userid),
-        added_at=int(entry.get("createtime") or seen.timestamp()),
-        remark=entry.get("remark", ""),
-        description=entry.get("description", ""),
-        remark_mobiles=entry.get("remark_mobiles") or (),
-        remark_corp_name=entry.get("remark_corp_name", ""),
-        add_way=int(entry.get("add_way", 0)),
-        state=entry.get("state", ""),
-        oper_userid=entry.get("oper_userid", ""),
-        tag_ids=_tag_ids(entry),
+        **_follow_fields(entry, seen),
         seen_at=seen,
         source=source,
     )
@@ -170,7 +151,6 @@ def _apply_external_contact(
 def external_contact_added_or_edited(tenant: Tenant, message: dict[str, Any]) -> bool:
     from siyu.wecom.client import client_for
     from siyu.wecom.errors import WeComNotFound
-    from siyu.wecom.routing import AddedByState, route
 
     userid, external_userid = message.get("UserID"), message.get("ExternalUserID")
     if not userid or not external_userid:
@@ -183,11 +163,123 @@ def external_contact_added_or_edited(tenant: Tenant, message: dict[str, Any]) ->
     customer, follow = apply_external_contact(tenant, detail, userid, seen=seen, source="callback")
     if follow is None and message.get("ChangeType") != "edit_external_contact":
         follow = _added_then_deleted(tenant, message, customer)
-    if follow is not None and message.get("ChangeType") == "add_external_contact":
-        state, code = message.get("State") or "", message.get("WelcomeCode") or ""
-        if state:
-            route(AddedByState(tenant, state, code, customer, follow))
+    if message.get("ChangeType") == "add_external_contact":
+        _route_add(tenant, message, customer, follow)
     return follow is not None
+
+
+@processes_together("change_external_contact", "add_external_contact")
+def new_friends_together(tenant: Tenant, messages: list[dict[str, Any]]) -> list[bool | None]:
+    """A burst of adds: each contact fetched from WeCom, then every new customer and
+    friendship written in one transaction with the sync's bulk statements (``create_customers``,
+    ``add_follows``: the same rows and events as one by one). An add WeCom no longer shows
+    (deleted within seconds) is left to the one-by-one path, which records it honestly."""
+    from siyu.wecom.client import client_for
+    from siyu.wecom.errors import WeComNotFound
+
+    client = client_for(tenant)
+    outcomes: list[bool | None] = [None] * len(messages)
+    fetched: list[tuple[int, dict[str, Any], dict[str, Any], dict[str, Any]]] = []
+    for index, message in enumerate(messages):
+        userid, external_userid = message.get("UserID"), message.get("ExternalUserID")
+        if not userid or not external_userid:
+            outcomes[index] = False
+            continue
+        try:
+            detail = client.get_external_contact(external_userid)
+        except WeComNotFound:
+            continue  # None: alone, as an add then deleted
+        entry = next(
+            (f for f in detail.get("follow_user") or () if f.get("userid") == userid), None
+        )
+        if entry is not None:
+            fetched.append((index, message, detail, entry))
+    if not fetched:
+        return outcomes
+    with transaction.atomic():
+        written = _write_new_friends(tenant, fetched)
+    for (index, message, _detail, _entry), (customer, follow) in zip(fetched, written, strict=True):
+        outcomes[index] = True
+        _route_add(tenant, message, customer, follow)
+    return outcomes
+
+
+def _write_new_friends(tenant: Tenant, fetched: list) -> list[tuple[Any, Any]]:
+    from siyu.customers import services as customers
+    from siyu.customers.selectors import current_customer
+
+    profiles = {}
+    for _index, message, detail, _entry in fetched:
+        profile = _profile(detail.get("external_contact") or {})
+        profiles[profile["external_userid"]] = (profile, seen_at(message))
+    created = customers.create_customers(
+        tenant,
+        [profile for profile, _seen in profiles.values()],
+        seen_at=min(seen for _profile, seen in profiles.values()),  # never newer than a row's own
+    )
+    by_id = {}
+    for external_userid, (customer, is_new) in created.items():
+        profile, seen = profiles[external_userid]
+        if not is_new:  # known already: refresh the profile as one add alone would
+            customer, _ = customers.upsert_customer(
+                tenant, **profile, seen_at=seen, source="callback"
+            )
+        by_id[external_userid] = current_customer(customer)
+    staff = tenancy.staff_by_userid(tenant, [message["UserID"] for _i, message, *_ in fetched])
+    by_seen: dict[Any, list[int]] = {}
+    items = []
+    for position, (_index, message, detail, entry) in enumerate(fetched):
+        userid = message["UserID"]
+        if userid not in staff:
+            staff[userid] = _staff(tenant, userid)
+        customer = by_id[detail["external_contact"]["external_userid"]]
+        items.append((customer, staff[userid], _follow_fields(entry, seen_at(message))))
+        by_seen.setdefault(seen_at(message), []).append(position)
+    written: list[tuple[Any, Any]] = [None] * len(items)  # type: ignore[list-item]
+    for seen, positions in by_seen.items():  # a follow's watermark is its callback's time
+        results = customers.add_follows(
+            tenant, [items[p] for p in positions], seen_at=seen, source="callback"
+        )
+        for position, (follow, _began) in zip(positions, results, strict=True):
+            written[position] = (items[position][0], follow)
+    return written
+
+
+def _profile(contact: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "external_userid": contact["external_userid"],
+        "name": contact.get("name", ""),
+        "avatar": contact.get("avatar", ""),
+        "type": int(contact.get("type", 1)),
+        "gender": int(contact.get("gender", 0)),
+        "unionid": contact.get("unionid", ""),
+        "corp_name": contact.get("corp_name", ""),
+        "corp_full_name": contact.get("corp_full_name", ""),
+        "position": contact.get("position", ""),
+    }
+
+
+def _follow_fields(entry: dict[str, Any], seen) -> dict[str, Any]:
+    return {
+        "added_at": int(entry.get("createtime") or seen.timestamp()),
+        "remark": entry.get("remark", ""),
+        "description": entry.get("description", ""),
+        "remark_mobiles": entry.get("remark_mobiles") or (),
+        "remark_corp_name": entry.get("remark_corp_name", ""),
+        "add_way": int(entry.get("add_way", 0)),
+        "state": entry.get("state", ""),
+        "oper_userid": entry.get("oper_userid", ""),
+        "tag_ids": _tag_ids(entry),
+    }
+
+
+def _route_add(tenant: Tenant, message: dict[str, Any], customer, follow) -> None:
+    """An add through a Siyu code (its ``State``): attribution, welcome message and the rest."""
+    from siyu.wecom.routing import AddedByState, route
+
+    state, code = message.get("State") or "", message.get("WelcomeCode") or ""
+    if state and follow is not None:
+        route(AddedByState(tenant, state, code, customer, follow))
 
 
 DELETIONS = {"del_follow_user": "customer", "del_external_contact": "staff"}

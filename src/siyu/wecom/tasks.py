@@ -20,11 +20,11 @@ def process_callback(inbox_id: int) -> None:
 @db_task(retries=3, retry_delay=5)
 def process_callbacks(inbox_ids: list[int]) -> None:
     """Process callbacks stored together, in the order they arrived (one task per batch the
-    inbox writer committed). A row already done is skipped, so a retry repeats nothing."""
-    from siyu.wecom.processing import process
+    inbox writer committed; new friends of one tenant applied together). A row already done
+    is skipped, so a retry repeats nothing."""
+    from siyu.wecom.processing import process_many
 
-    for inbox_id in inbox_ids:
-        process(inbox_id)
+    process_many(list(inbox_ids))
 
 
 @db_periodic_task(crontab(minute="*"))
