@@ -39,6 +39,10 @@ class CallbackInbox(TenantScopedModel):
     attempts = models.PositiveIntegerField(_("processing attempts"), default=0)
     processed_at = models.DateTimeField(_("processed at"), null=True, blank=True)
     last_error = models.TextField(_("last error"), blank=True)
+    # Which worker task took the row (``processing.process_many``), so that a task draining
+    # the backlog and the task enqueued for the row do not both process it.
+    claim = models.CharField(max_length=32, blank=True, default="")
+    claimed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = _("WeCom callback")
@@ -47,7 +51,10 @@ class CallbackInbox(TenantScopedModel):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "dedupe_key"], name="inbox_unique_dedupe")
         ]
-        indexes = [models.Index(fields=["status", "received_at"])]
+        indexes = [
+            models.Index(fields=["status", "received_at"]),
+            models.Index(fields=["tenant", "status", "claim", "id"], name="inbox_backlog"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.event}/{self.change_type} #{self.pk}"

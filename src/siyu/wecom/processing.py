@@ -9,11 +9,12 @@ and marked ``ignored``.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from siyu.core.events import dispatching_together
@@ -23,6 +24,8 @@ from siyu.wecom.models import CallbackInbox
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+DRAIN = 50  # waiting callbacks a worker task takes along (see process_many)
+CLAIM_TIMEOUT = timedelta(minutes=5)  # a claim this old belongs to a worker that died
 Processor = Callable[[Tenant, dict[str, Any]], bool]
 _processors: dict[tuple[str, str], Processor] = {}
 
@@ -97,22 +100,23 @@ def process(inbox_id: int) -> str:
     return status
 
 
-def process_many(inbox_ids: list[int]) -> dict[int, str]:
-    """Process callbacks in the order given; runs of the same tenant and kind that have a
-    batch processor go together. Returns each row's final status."""
-    found = (
-        CallbackInbox.objects.unscoped("process by id").select_related("tenant").in_bulk(inbox_ids)
-    )
+def process_many(inbox_ids: list[int], *, drain: int = DRAIN) -> dict[int, str]:
+    """Process callbacks in arrival order, taking up to ``drain`` more of the same tenants'
+    waiting ones along; runs of the same tenant and kind with a batch processor go
+    together. Returns the final status of each row it processed or found done.
+
+    Why drain: the inbox writer enqueues one task per batch it commits, which under a
+    steady stream is one task per callback. A worker that is behind then finds many rows
+    waiting, and applying them together is what lets it catch up; rows it takes are
+    claimed, so their own tasks find them done and do nothing.
+    """
+    token = uuid.uuid4().hex
+    rows = _claim(inbox_ids, token, drain)
     statuses: dict[int, str] = {}
+    for row in _unclaimed_done(inbox_ids, rows):
+        statuses[row.pk] = row.status
     run: list[CallbackInbox] = []
-    for inbox_id in inbox_ids:
-        row = found.get(inbox_id)
-        if row is None:
-            statuses[inbox_id] = "missing"
-            continue
-        if row.status in (CallbackInbox.Status.PROCESSED, CallbackInbox.Status.IGNORED):
-            statuses[inbox_id] = row.status
-            continue
+    for row in rows:
         if run and _kind(run[-1]) != _kind(row):
             statuses.update(_process_run(run))
             run = []
@@ -120,6 +124,47 @@ def process_many(inbox_ids: list[int]) -> dict[int, str]:
     if run:
         statuses.update(_process_run(run))
     return statuses
+
+
+def _claim(inbox_ids: list[int], token: str, drain: int) -> list[CallbackInbox]:
+    """Claim the given rows still to do, and up to ``drain`` other waiting rows of their
+    tenants (oldest first); the claimed rows, oldest first. A claim older than
+    ``CLAIM_TIMEOUT`` (its worker died) can be taken over."""
+    inbox = CallbackInbox.objects.unscoped("claim callbacks of the tenants at hand")
+    now = timezone.now()
+    free = Q(claim="") | Q(claimed_at__lt=now - CLAIM_TIMEOUT)
+    todo = [CallbackInbox.Status.PENDING, CallbackInbox.Status.FAILED]
+    tenants = set(
+        inbox.filter(pk__in=inbox_ids, status__in=todo)
+        .filter(free)
+        .values_list("tenant_id", flat=True)
+    )
+    waiting = []
+    if tenants and drain:
+        waiting = list(
+            inbox.filter(tenant_id__in=tenants, status=CallbackInbox.Status.PENDING, claim="")
+            .exclude(pk__in=inbox_ids)
+            .order_by("id")
+            .values_list("pk", flat=True)[:drain]
+        )
+    if not tenants:
+        return []
+    inbox.filter(pk__in=[*inbox_ids, *waiting], status__in=todo).filter(free).update(
+        claim=token, claimed_at=now
+    )
+    return list(inbox.select_related("tenant").filter(claim=token).order_by("id"))
+
+
+def _unclaimed_done(inbox_ids: list[int], claimed: list[CallbackInbox]) -> list[CallbackInbox]:
+    """The given rows this task did not claim because they are done (for the statuses)."""
+    mine = {row.pk for row in claimed}
+    rest = [pk for pk in inbox_ids if pk not in mine]
+    if not rest:
+        return []
+    done = [CallbackInbox.Status.PROCESSED, CallbackInbox.Status.IGNORED]
+    return list(
+        CallbackInbox.objects.unscoped("statuses of rows done").filter(pk__in=rest, status__in=done)
+    )
 
 
 def _kind(row: CallbackInbox) -> tuple[int, str, str]:
@@ -167,9 +212,12 @@ def _ids(rows: list[CallbackInbox]) -> list[int]:
 
 def rows_to_retry(*, older_than: timedelta) -> list[int]:
     """Pending rows whose task was lost, and failed rows with attempts left."""
-    cutoff = timezone.now() - older_than
+    now = timezone.now()
+    cutoff = now - older_than
     rows = CallbackInbox.objects.unscoped("sweep of every tenant's inbox").filter(
         received_at__lte=cutoff, attempts__lt=MAX_ATTEMPTS
     )
+    # not those a worker is processing right now
+    rows = rows.filter(Q(claim="") | Q(claimed_at__lt=now - CLAIM_TIMEOUT) | Q(status="failed"))
     stuck = rows.filter(status__in=[CallbackInbox.Status.PENDING, CallbackInbox.Status.FAILED])
     return list(stuck.order_by("create_time", "id").values_list("id", flat=True)[:1000])

@@ -233,3 +233,35 @@ def test_rows_already_done_are_skipped_and_other_kinds_keep_their_place(emulator
     assert follow.status == Follow.Status.DELETED_BY_CUSTOMER
     assert Event.objects.for_tenant(tenant).count() > before
     assert Customer.objects.for_tenant(tenant).filter(external_userid="wmnew3").exists()
+
+
+def test_a_task_takes_the_waiting_backlog_along_and_the_others_find_it_done(emulator):
+    tenant, _ = corp(emulator, "drain")
+    ids = store(tenant, BURST[:5])
+    # the task of the last row runs first and takes the four waiting before it along
+    statuses = process_many([ids[-1]])
+    assert [statuses[pk] for pk in ids] == ["processed"] * 5
+    events = Event.objects.for_tenant(tenant).count()
+    # the tasks of those four then find their rows done and change nothing
+    assert process_many([ids[0]]) == {ids[0]: "processed"}
+    assert Event.objects.for_tenant(tenant).count() == events
+
+
+def test_a_row_another_worker_claimed_is_left_to_it_until_its_claim_is_stale(emulator):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from siyu.wecom.processing import CLAIM_TIMEOUT, rows_to_retry
+
+    tenant, _ = corp(emulator, "claims")
+    (inbox_id,) = store(tenant, BURST[:1])
+    rows = CallbackInbox.objects.for_tenant(tenant)
+    rows.filter(pk=inbox_id).update(claim="another-worker", claimed_at=timezone.now())
+    assert process_many([inbox_id]) == {}
+    assert rows.get(pk=inbox_id).status == "pending"
+    assert inbox_id not in rows_to_retry(older_than=timedelta(0))  # it is being processed
+    # the other worker died: after the claim timeout the row is taken over
+    rows.filter(pk=inbox_id).update(claimed_at=timezone.now() - CLAIM_TIMEOUT * 2)
+    assert inbox_id in rows_to_retry(older_than=timedelta(0))
+    assert process_many([inbox_id]) == {inbox_id: "processed"}
