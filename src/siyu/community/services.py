@@ -485,6 +485,24 @@ def dismiss_group(
 
 
 @transaction.atomic
+def link_customers_memberships(tenant: Any, external_userids: Iterable[str]) -> int:
+    """``link_customer_memberships`` for many new customers: one look-up finds the few
+    who were in groups before anybody added them (usually none)."""
+    wanted = {userid for userid in external_userids if userid}
+    if not wanted:
+        return 0
+    waiting = set(
+        GroupMember.objects.for_tenant(tenant)
+        .filter(
+            userid__in=wanted,
+            member_type=GroupMember.MemberType.CUSTOMER,
+            customer__isnull=True,
+        )
+        .values_list("userid", flat=True)
+    )
+    return sum(link_customer_memberships(tenant, userid) for userid in sorted(waiting))
+
+
 def link_customer_memberships(tenant: Any, external_userid: str) -> int:
     """Point customer memberships with this external_userid at the (now known) customer."""
     customer = customers_by_external_userid(tenant, [external_userid]).get(external_userid)

@@ -57,12 +57,17 @@ def remind_leader_to_hand_over(event: Event) -> None:
 
 
 # --- dedupe ------------------------------------------------------------------------------------
-@handles(events.CUSTOMER_ADDED, queued=False)
-def merge_new_customer_with_known_unionid(event: Event) -> None:
+@handles(events.CUSTOMER_ADDED, queued=False, batched=True)
+def merge_new_customer_with_known_unionid(batch: list[Event]) -> None:
     """A new customer whose unionid is already known is the same person: one record.
 
-    In-process: one look-up, and a merge is rare; a task per new friend would cost more."""
-    merge.auto_merge_on_unionid(event.tenant_id, event.customer_id)
+    In-process and batched: one look-up for all the new customers dispatched together, and
+    a merge is rare; a task per new friend would cost more."""
+    by_tenant: dict[int, list[int]] = {}
+    for event in batch:
+        by_tenant.setdefault(event.tenant_id, []).append(event.customer_id)
+    for tenant_id, customer_ids in by_tenant.items():
+        merge.auto_merge_on_unionids(tenant_id, customer_ids)
 
 
 @handles(events.CUSTOMER_UPDATED)

@@ -24,6 +24,7 @@ of stage records ``customer.stage_changed``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -343,27 +344,51 @@ def recompute_stages(tenant: Any, *, now: datetime | None = None) -> dict[str, i
 
 def recompute_customer(tenant: Any, customer_id: int, *, now: datetime | None = None) -> str | None:
     """Recompute one customer's stage (after one of their events); the new stage if it moved."""
+    return recompute_customers(tenant, [customer_id], now=now).get(customer_id)
+
+
+def recompute_customers(
+    tenant: Any, customer_ids: Iterable[int], *, now: datetime | None = None
+) -> dict[int, str]:
+    """Recompute the stages of some customers of one tenant (after their events): one read
+    of the rules and of the customers, one UPDATE per new stage, the events in one INSERT.
+    Returns ``{customer id: new stage}`` for those that moved."""
     tenant_id = getattr(tenant, "pk", tenant)
     now = now or timezone.now()
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return {}
     with transaction.atomic():
-        customer = (
+        customers = list(
             Customer.objects.for_tenant(tenant_id)
             .select_for_update()
-            .filter(pk=customer_id, merged_into__isnull=True)
-            .first()
+            .filter(pk__in=ids, merged_into__isnull=True)
         )
-        if customer is None:
-            return None
-        stage = stage_for(customer, policy_for(tenant_id), now)
-        if stage == customer.lifecycle_stage:
-            return None
-        before = customer.lifecycle_stage
-        Customer.objects.for_tenant(tenant_id).filter(pk=customer.pk).update(
-            lifecycle_stage=stage, lifecycle_changed_at=now
-        )
-        spec = _change_spec(tenant_id, customer.pk, customer.owner_id, before, stage, now)
-        record_events(tenant_id, [spec])
-    return stage
+        if not customers:
+            return {}
+        policy = policy_for(tenant_id)
+        moved: dict[int, str] = {}
+        specs = []
+        for customer in customers:
+            stage = stage_for(customer, policy, now)
+            if stage == customer.lifecycle_stage:
+                continue
+            moved[customer.pk] = stage
+            specs.append(
+                _change_spec(
+                    tenant_id, customer.pk, customer.owner_id, customer.lifecycle_stage, stage, now
+                )
+            )
+        by_stage: dict[str, list[int]] = {}
+        for customer_id, stage in moved.items():
+            by_stage.setdefault(stage, []).append(customer_id)
+        for stage, stage_ids in by_stage.items():
+            Customer.objects.for_tenant(tenant_id).filter(pk__in=stage_ids).update(
+                lifecycle_stage=stage, lifecycle_changed_at=now
+            )
+        if specs:
+            record_events(tenant_id, specs)
+    return moved
 
 
 def touch_interaction(tenant: Any, customer_id: int, at: datetime) -> bool:
@@ -450,11 +475,12 @@ def on_status_change(batch: list[Event]) -> None:
     Batched: a new friend arrives as ``customer.added`` and ``follow.added`` together, and
     their customer is recomputed once.
     """
-    customers = {
-        (event.tenant_id, event.customer_id): None
-        for event in batch
-        if event.customer_id is not None
-        and (event.source not in BULK_SOURCES or event.type == "customer.lost")
-    }  # a back-filled add is left out: the daily recompute places it
-    for tenant_id, customer_id in customers:
-        recompute_customer(tenant_id, customer_id)
+    by_tenant: dict[int, set[int]] = {}
+    for event in batch:
+        if event.customer_id is None:
+            continue
+        if event.source in BULK_SOURCES and event.type != "customer.lost":
+            continue  # a back-filled add: the daily recompute places it
+        by_tenant.setdefault(event.tenant_id, set()).add(event.customer_id)
+    for tenant_id, customer_ids in by_tenant.items():
+        recompute_customers(tenant_id, customer_ids)

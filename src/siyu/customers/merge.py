@@ -28,12 +28,13 @@ A new friendship whose customer carries a ``unionid`` already known merges autom
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -489,6 +490,31 @@ def auto_merge_on_unionid(tenant: Any, customer_id: int | None) -> list[Customer
         for other in same
         if other.pk != survivor.pk
     ]
+
+
+def auto_merge_on_unionids(tenant: Any, customer_ids: Iterable[int]) -> list[CustomerMerge]:
+    """``auto_merge_on_unionid`` for many new customers: one query finds those whose unionid
+    another live record shares (usually none), and only they are merged."""
+    ids = {customer_id for customer_id in customer_ids if customer_id is not None}
+    if not ids:
+        return []
+    live = Customer.objects.for_tenant(tenant).filter(merged_into__isnull=True)
+    theirs = live.filter(pk__in=ids).exclude(unionid="").values("unionid")
+    shared = (
+        live.filter(unionid__in=Subquery(theirs))
+        .values("unionid")
+        .annotate(records=Count("id"))
+        .filter(records__gte=2)
+        .values_list("unionid", flat=True)
+    )
+    to_merge = live.filter(pk__in=ids, unionid__in=list(shared)).order_by("id")
+    merges: list[CustomerMerge] = []
+    done: set[str] = set()
+    for customer_id, unionid in to_merge.values_list("id", "unionid"):
+        if unionid not in done:
+            done.add(unionid)
+            merges += auto_merge_on_unionid(tenant, customer_id)
+    return merges
 
 
 def merges_for(actor: Actor):

@@ -174,7 +174,7 @@ def test_a_customer_added_later_is_linked_by_the_handler(tenant, sales_staff):
     customer = CustomerFactory(tenant=tenant, external_userid="wmLATER", staff=sales_staff)
     event = Event.objects.for_tenant(tenant).get(type="customer.added", customer_id=customer.pk)
     # when
-    link_new_customer_to_group_memberships(event)
+    link_new_customer_to_group_memberships([event])  # batched: a list of events
     # then
     row = GroupMember.objects.for_tenant(tenant).get(group=group, userid="wmLATER")
     assert row.customer == customer

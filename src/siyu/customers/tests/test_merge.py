@@ -331,6 +331,26 @@ def test_a_new_friendship_with_a_known_unionid_merges_automatically(tenant, staf
     assert CustomerMerge.objects.for_tenant(tenant).get().reason == "unionid"
 
 
+def test_new_friends_dispatched_together_merge_only_those_with_a_known_unionid(
+    tenant, staff, on_commit, at
+):
+    imported, _ = services.upsert_customer(tenant, external_userid="import-3", unionid="u-3")
+    # when three new friends arrive in one burst (one transaction, events dispatched together)
+    with on_commit():
+        new = {}
+        for external_userid, unionid in [("wmX", "u-3"), ("wmY", "u-4"), ("wmZ", "")]:
+            new[external_userid], _ = services.upsert_customer(
+                tenant, external_userid=external_userid, unionid=unionid
+            )
+        services.add_follows(
+            tenant, [(customer, staff["s1"], {"added_at": at(5)}) for customer in new.values()]
+        )
+    # then only the one whose unionid was known merged
+    assert reload(imported).merged_into == new["wmX"]
+    assert CustomerMerge.objects.for_tenant(tenant).count() == 1
+    assert merge.auto_merge_on_unionids(tenant, [c.pk for c in new.values()]) == []
+
+
 def test_a_unionid_arriving_later_merges_too(tenant, staff, on_commit, at):
     imported, _ = services.upsert_customer(tenant, external_userid="import-2", unionid="u-8")
     real = CustomerFactory(tenant=tenant, staff=staff["s1"], external_userid="wmLATE")
