@@ -1,7 +1,7 @@
 """Database helpers that depend on the engine.
 
-``prompt_transaction``: a transaction that asks for SQLite's write lock every few
-milliseconds (1, then up to 4) instead of through SQLite's own busy handler. That handler backs off (1, 2, 5, 10 … then 50
+``prompt_transaction``: a transaction that asks for SQLite's write lock every millisecond
+instead of through SQLite's own busy handler. That handler backs off (1, 2, 5, 10 … then 50
 and 100 ms between tries), so a writer that has waited a little waits long: under a steady
 stream of other writers (the worker processing callbacks) it keeps missing the moments the
 lock is free. The WeCom callback endpoint must acknowledge within WeCom's five seconds and,
@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from django.db import OperationalError, transaction
 
 POLL_SECONDS = 0.001
-MAX_POLL_SECONDS = 0.004
 
 
 @contextmanager
@@ -63,7 +62,6 @@ def _enter_promptly(patience: float) -> _Entered:
     another connection holds the write lock. A failed ``BEGIN`` leaves the connection as it
     was (still in autocommit), so trying again is safe."""
     deadline = time.monotonic() + patience
-    pause = POLL_SECONDS
     while True:
         atomic = transaction.atomic()
         try:
@@ -71,9 +69,6 @@ def _enter_promptly(patience: float) -> _Entered:
         except OperationalError as error:
             if "locked" not in str(error) or time.monotonic() >= deadline:
                 raise
-            time.sleep(pause)
-            # A little longer each time, to at most MAX_POLL_SECONDS: each try costs CPU
-            # that the writer holding the lock could use.
-            pause = min(pause * 1.5, MAX_POLL_SECONDS)
+            time.sleep(POLL_SECONDS)
             continue
         return _Entered(atomic)
