@@ -91,6 +91,10 @@ TEMPLATES = [
 # --- database ---------------------------------------------------------------------------
 DATABASE_URL = os.environ.get("SIYU_DATABASE_URL") or f"sqlite:///{DATA_DIR / 'siyu.sqlite3'}"
 _database = dj_database_url.parse(DATABASE_URL, conn_max_age=0)
+# Connections are kept (per thread) for this many seconds: opening one per request or task
+# (and, on SQLite, setting WAL and the other pragmas again) cost more than many a request.
+_database["CONN_MAX_AGE"] = int(os.environ.get("SIYU_DB_CONN_MAX_AGE", "60"))
+_database["CONN_HEALTH_CHECKS"] = True
 if _database["ENGINE"] == "django.db.backends.sqlite3":
     _database["OPTIONS"] = dict(SQLITE_OPTIONS)
     # Tests use a file, not SQLite's shared-cache memory database, whose table locks ignore
@@ -98,9 +102,6 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
     _database["TEST"] = {
         "NAME": os.environ.get("SIYU_TEST_SQLITE_NAME") or str(DATA_DIR / "test.sqlite3")
     }
-elif _database["ENGINE"] == "django.db.backends.postgresql":
-    _database["CONN_MAX_AGE"] = int(os.environ.get("SIYU_DB_CONN_MAX_AGE", "60"))
-    _database["CONN_HEALTH_CHECKS"] = True
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
