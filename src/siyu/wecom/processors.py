@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
-
+from siyu.core.db import prompt_transaction
 from siyu.tenancy import services as tenancy
 from siyu.tenancy.models import Department, Tenant
 from siyu.wecom.processing import processes, processes_together, seen_at
@@ -114,7 +113,7 @@ def apply_external_contact(
     Returns ``(customer, follow)``; ``follow`` is None when WeCom lists no such follow.
     """
     contact = detail.get("external_contact") or {}
-    with transaction.atomic():  # one commit for the customer and their friendship
+    with prompt_transaction():  # one commit for the customer and their friendship
         return _apply_external_contact(tenant, contact, detail, userid, seen=seen, source=source)
 
 
@@ -196,7 +195,7 @@ def new_friends_together(tenant: Tenant, messages: list[dict[str, Any]]) -> list
             fetched.append((index, message, detail, entry))
     if not fetched:
         return outcomes
-    with transaction.atomic():
+    with prompt_transaction():
         written = _write_new_friends(tenant, fetched)
     for (index, message, _detail, _entry), (customer, follow) in zip(fetched, written, strict=True):
         outcomes[index] = True
