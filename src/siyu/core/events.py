@@ -24,7 +24,6 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from siyu.core.db import prompt_transaction
 from siyu.core.errors import InvalidInput
 from siyu.core.models import Event, HandlerRun
 
@@ -321,7 +320,7 @@ def run_together(pairs: list[tuple[Event, HandlerSpec]]) -> None:
         return
     failures: list[tuple[Event, HandlerSpec, Exception]] = []
     try:
-        with prompt_transaction():
+        with transaction.atomic():
             done = []
             for spec, events in _by_handler(fresh):
                 try:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from siyu.core.db import prompt_transaction
+from django.db import transaction
+
 from siyu.tenancy import services as tenancy
 from siyu.tenancy.models import Department, Tenant
 from siyu.wecom.processing import processes, processes_together, seen_at
@@ -113,7 +114,7 @@ def apply_external_contact(
     Returns ``(customer, follow)``; ``follow`` is None when WeCom lists no such follow.
     """
     contact = detail.get("external_contact") or {}
-    with prompt_transaction():  # one commit for the customer and their friendship
+    with transaction.atomic():  # one commit for the customer and their friendship
         return _apply_external_contact(tenant, contact, detail, userid, seen=seen, source=source)
 
 
@@ -195,7 +196,7 @@ def new_friends_together(tenant: Tenant, messages: list[dict[str, Any]]) -> list
             fetched.append((index, message, detail, entry))
     if not fetched:
         return outcomes
-    with prompt_transaction():
+    with transaction.atomic():
         written = _write_new_friends(tenant, fetched)
     for (index, message, _detail, _entry), (customer, follow) in zip(fetched, written, strict=True):
         outcomes[index] = True
