@@ -239,23 +239,29 @@ def tenant_roles(tenant: Any, code: str) -> Any:
     return Role.objects.for_tenant(tenant).filter(code=code)
 
 
-def run_child(args: argparse.Namespace, database_url: str | None) -> dict[str, Any]:
+def run_child(
+    args: argparse.Namespace, database_url: str | None, *, script: str = __file__
+) -> dict[str, Any]:
+    """Run ``script --measure`` on one database (also used by ``crm_pages.py``, which shares
+    the kept data sets)."""
     if args.keep:
         data_dir = Path(args.keep).resolve() / "sqlite"
         data_dir.mkdir(parents=True, exist_ok=True)
-        return _run_child(args, database_url, str(data_dir))
+        return _run_child(args, database_url, str(data_dir), script)
     with tempfile.TemporaryDirectory(prefix="siyu-bench-segments-") as data_dir:
-        return _run_child(args, database_url, data_dir)
+        return _run_child(args, database_url, data_dir, script)
 
 
-def _run_child(args: argparse.Namespace, database_url: str | None, data_dir: str) -> dict[str, Any]:
+def _run_child(
+    args: argparse.Namespace, database_url: str | None, data_dir: str, script: str
+) -> dict[str, Any]:
     env = {**os.environ, "SIYU_DATA_DIR": data_dir}
     env.pop("SIYU_DATABASE_URL", None)
     if database_url:
         env["SIYU_DATABASE_URL"] = database_url
     command = [
         sys.executable,
-        __file__,
+        script,
         "--measure",
         "--scale",
         str(args.scale),
