@@ -49,6 +49,39 @@ def test_the_customer_list_shows_owner_status_and_friendship_count(
     assert "王五" in page and "正常" in page
 
 
+def test_the_list_filters_by_first_add_date_with_both_ends_included(
+    tenant, admin_staff, sales_staff, login
+):
+    from datetime import datetime, time
+
+    from django.utils import timezone
+
+    def added_on(day: int, hour: int) -> Customer:
+        moment = timezone.make_aware(datetime.combine(datetime(2026, 3, day), time(hour)))
+        return CustomerFactory(tenant=tenant, staff=sales_staff, added_at=moment)
+
+    before, first_day, last_day, after = (
+        added_on(9, 23),
+        added_on(10, 0),
+        added_on(12, 23),
+        added_on(13, 0),
+    )
+    client = login(admin_staff)
+    # when
+    response = client.get(
+        changelist_url(Customer),
+        {"first_added_at_from": "2026-03-10", "first_added_at_to": "2026-03-12"},
+    )
+    # then
+    assert response.status_code == 200
+    assert set(response.context["cl"].result_list) == {first_day, last_day}
+    assert response.context["cl"].date_hierarchy is None  # it would read every row's date
+    # a date that is not one filters nothing (and is no error)
+    response = client.get(changelist_url(Customer), {"first_added_at_from": "2026-02-31"})
+    assert response.status_code == 200
+    assert set(response.context["cl"].result_list) == {before, first_day, last_day, after}
+
+
 def test_sales_see_only_the_customers_they_own(tenant, sales_staff, other_sales, login):
     # given
     own = CustomerFactory(tenant=tenant, staff=sales_staff)
