@@ -27,6 +27,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +65,13 @@ def measure(scale: float, runs: int, warmup: int) -> dict[str, Any]:
         data["scale"] = scale
         Tenant.objects.filter(pk=data["tenant_id"]).update(settings={"bench": data})
     tenant = Tenant.objects.get(pk=data["tenant_id"])
-    admin = StaffFactory(tenant=tenant, roles=["admin"], login=True)
+    run = uuid.uuid4().hex[:8]  # a kept data set is measured again: new logins each run
+    admin = StaffFactory(tenant=tenant, roles=["admin"], login=True, wecom_userid=f"admin-{run}")
     sales_staff = Staff.objects.for_tenant(tenant).get(pk=data["staff_ids"][0])
     sales_staff.roles.set(tenant_roles(tenant, "sales"))
-    sales_login = StaffFactory(tenant=tenant, roles=["sales"], login=True)
+    sales_login = StaffFactory(
+        tenant=tenant, roles=["sales"], login=True, wecom_userid=f"sales-{run}"
+    )
     # the sales login acts for the bulk-loaded staff who owns customers
     sales_staff.user, sales_login.user = sales_login.user, None
     sales_login.save(update_fields=["user"])

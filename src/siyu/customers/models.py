@@ -120,6 +120,7 @@ class Customer(TenantScopedModel):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="merged_from",
+        db_index=False,  # a partial index below: almost every row is NULL
         help_text=_("Set when this record was merged into another customer"),
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
@@ -144,6 +145,22 @@ class Customer(TenantScopedModel):
             models.Index(fields=["tenant", "source_state"], name="customer_source_state"),
             models.Index(
                 fields=["tenant", "last_interaction_at"], name="customer_last_interaction"
+            ),
+            # Only merged-away records: small, and SQLite's planner uses it (it ignored the full
+            # index, whose statistics see one value, NULL, and scanned a million customers to
+            # find the records merged into one — every customer 360 page).
+            models.Index(
+                fields=["merged_into"],
+                name="customer_merged_into",
+                condition=models.Q(merged_into__isnull=False),
+            ),
+            # Live records by owner: the console list counts them on every page (index-only,
+            # 25× faster than through the tenant index on SQLite), its owner filter asks which
+            # staff own any, and a sales staff's scope is their own.
+            models.Index(
+                fields=["tenant", "owner"],
+                name="customer_live_owner",
+                condition=models.Q(merged_into=None),
             ),
         ]
         permissions = [
