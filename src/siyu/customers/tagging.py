@@ -360,22 +360,7 @@ def update_tag_group(
         values["order"] = _clean_order(order)
     if not values:
         return group
-    with customer_services.tag_library_lock(actor.tenant):
-        if group.wecom_group_id:
-            _call_wecom(
-                actor.tenant,
-                "edit_corp_tag",
-                label=values.get("name", group.name),
-                id=group.wecom_group_id,
-                name=values.get("name"),
-                order=values.get("order"),
-            )
-        changes = diff(group, values)
-        for key, value in values.items():
-            setattr(group, key, value)
-        group.save(update_fields=[*values, "updated_at"])
-        _record(actor, events.TAG_GROUP_UPDATED, group, {"group_id": group.pk, "changes": changes})
-    return group
+    return _edit(actor, group, group.wecom_group_id, values, events.TAG_GROUP_UPDATED, "group_id")
 
 
 def delete_tag_group(actor: Any, group: TagGroup | int) -> TagGroup:
@@ -458,22 +443,28 @@ def update_tag(actor: Any, tag: Tag | int, *, name: Any = None, order: Any = Non
         values["order"] = _clean_order(order)
     if not values:
         return tag
+    return _edit(actor, tag, tag.wecom_tag_id, values, events.TAG_UPDATED, "tag_id")
+
+
+def _edit(actor: Any, row: Any, wecom_id: str, values: dict, event_type: str, id_key: str) -> Any:
+    """Rename / reorder a tag or tag group: ``edit_corp_tag`` (WeCom edits both by id) for a
+    WeCom row, then the same change in Siyu, under the library lock."""
     with customer_services.tag_library_lock(actor.tenant):
-        if tag.wecom_tag_id:
+        if wecom_id:
             _call_wecom(
                 actor.tenant,
                 "edit_corp_tag",
-                label=values.get("name", tag.name),
-                id=tag.wecom_tag_id,
+                label=values.get("name", row.name),
+                id=wecom_id,
                 name=values.get("name"),
                 order=values.get("order"),
             )
-        changes = diff(tag, values)
+        changes = diff(row, values)
         for key, value in values.items():
-            setattr(tag, key, value)
-        tag.save(update_fields=[*values, "updated_at"])
-        _record(actor, events.TAG_UPDATED, tag, {"tag_id": tag.pk, "changes": changes})
-    return tag
+            setattr(row, key, value)
+        row.save(update_fields=[*values, "updated_at"])
+        _record(actor, event_type, row, {id_key: row.pk, "changes": changes})
+    return row
 
 
 def delete_tag(actor: Any, tag: Tag | int) -> Tag:
