@@ -16,7 +16,7 @@ from django.templatetags.static import static
 from django.urls import reverse_lazy
 from django.utils.translation import gettext_lazy as _
 
-from siyu.core.config import SQLITE_OPTIONS, env_bool, env_list, persistent_secret
+from siyu.core.config import env_bool, env_list, persistent_secret, sqlite_options
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DATA_DIR = Path(os.environ.get("SIYU_DATA_DIR", Path.cwd() / "var")).resolve()
@@ -96,7 +96,7 @@ _database = dj_database_url.parse(DATABASE_URL, conn_max_age=0)
 _database["CONN_MAX_AGE"] = int(os.environ.get("SIYU_DB_CONN_MAX_AGE", "60"))
 _database["CONN_HEALTH_CHECKS"] = True
 if _database["ENGINE"] == "django.db.backends.sqlite3":
-    _database["OPTIONS"] = dict(SQLITE_OPTIONS)
+    _database["OPTIONS"] = sqlite_options(int(os.environ.get("SIYU_SQLITE_MMAP_MB", "2048")))
     # Tests use a file, not SQLite's shared-cache memory database, whose table locks ignore
     # the busy timeout: concurrency tests then behave as production's WAL file does.
     _database["TEST"] = {

@@ -18,7 +18,12 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from unfold.decorators import display
 
-from siyu.core.console import ReadOnlyAdminMixin, TenantScopedAdmin, add_model_page
+from siyu.core.console import (
+    DayRangeFilter,
+    ReadOnlyAdminMixin,
+    TenantScopedAdmin,
+    add_model_page,
+)
 from siyu.core.models import AuditEntry, Event
 
 CHANGES_SUMMARY_LENGTH = 120
@@ -38,8 +43,9 @@ def _pretty_json(value: Any) -> str:
 @admin.register(Event)
 class EventAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     list_display = ("type", "occurred_at", "staff", "source", "customer_id", "group_id")
-    list_filter = ("type", "source", "staff")
-    date_hierarchy = "occurred_at"
+    list_filter = ("type", "source", "staff", ("occurred_at", DayRangeFilter))
+    list_filter_submit = True
+    show_full_result_count = False  # tens of millions of events: one COUNT per page
     search_fields = ("type", "idempotency_key")
     list_select_related = ("staff",)
     fields = (
@@ -73,8 +79,9 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
         "changes_summary",
         "ip_address",
     )
-    list_filter = ("channel", "action", "staff")
-    date_hierarchy = "at"
+    list_filter = ("channel", "action", "staff", ("at", DayRangeFilter))
+    list_filter_submit = True
+    show_full_result_count = False
     search_fields = ("action", "object_repr", "object_id")
     list_select_related = ("staff", "user", "api_key")
     fields = (

@@ -13,6 +13,12 @@ class CoreConfig(AppConfig):
         # Each domain subscribes to events in its handlers.py and defines tasks in tasks.py.
         autodiscover_modules("handlers")
         autodiscover_modules("tasks")
+        # New indexes on analysed SQLite tables get statistics (see siyu.core.db).
+        from django.db.models.signals import post_migrate
+
+        from siyu.core.db import refresh_statistics_after_migrate
+
+        post_migrate.connect(refresh_statistics_after_migrate, sender=self)
 
 
 class ConsoleAdminConfig(admin_apps.AdminConfig):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django import forms
@@ -29,10 +30,14 @@ from django.db.models import Exists, OuterRef
 from django.dispatch import receiver
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_date
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin, TabularInline
+from unfold.contrib.filters.admin import RangeDateFilter
 from unfold.sites import UnfoldAdminSite
+from unfold.views import ChangeList as UnfoldChangeList
 
 from siyu.core.errors import ServiceError
 from siyu.core.scoping import TenantScopedModel
@@ -253,6 +258,23 @@ class _ServiceErrorFormMixin:
 _SERVICE_ERROR_ATTRIBUTE = "_siyu_service_error"
 
 
+class ConsoleChangeList(UnfoldChangeList):
+    """Unfold's change list, remembering the query strings it has built.
+
+    Unfold's table builds every column header again for each cell (its mobile layout labels
+    cells with them), and each header builds its sort links: some 1 500 query strings for a
+    page of 50 customers, a tenth of the page's time. The filters and sort of one page do not
+    change while it renders, so each distinct link is built once.
+    """
+
+    def get_query_string(self, new_params: dict | None = None, remove: list | None = None) -> str:
+        key = (repr(sorted((new_params or {}).items())), tuple(remove or ()))
+        built = self.__dict__.setdefault("_built_query_strings", {})
+        if key not in built:
+            built[key] = super().get_query_string(new_params, remove)
+        return built[key]
+
+
 class ServiceAdmin(ModelAdmin):
     """An unfold admin page whose writes all go through domain services.
 
@@ -265,6 +287,9 @@ class ServiceAdmin(ModelAdmin):
     save_as = False
     list_per_page = 50
     warn_unsaved_form = True
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[UnfoldChangeList]:
+        return ConsoleChangeList
 
     # -- looking objects up -------------------------------------------------------------
     def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None):
@@ -416,6 +441,36 @@ class TenantRelatedFieldListFilter(RelatedFieldListFilter):
         if ordering:
             rows = rows.order_by(*ordering)
         return [(getattr(row, target), str(row)) for row in rows]
+
+
+class DayRangeFilter(RangeDateFilter):
+    """Between two days, both included, in the site's time zone; either end may be left open.
+
+    Console lists over big tables use it instead of Django's date hierarchy, which reads every
+    visible row's date to draw its year links: seconds on a million customers or ten million
+    events, on every list page. A day that is not a date filters nothing (and is no error).
+    """
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        name = self.parameter_name
+        start = _day(self.used_parameters.get(f"{name}_from"))
+        end = _day(self.used_parameters.get(f"{name}_to"))
+        if start is not None:
+            queryset = queryset.filter(**{f"{name}__gte": _midnight(start)})
+        if end is not None:
+            queryset = queryset.filter(**{f"{name}__lt": _midnight(end + timedelta(days=1))})
+        return queryset
+
+
+def _day(value: Any) -> date | None:
+    try:
+        return parse_date(value) if isinstance(value, str) and value else None
+    except ValueError:
+        return None
+
+
+def _midnight(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
 
 
 class TenantScopedAdmin(ServiceAdmin):

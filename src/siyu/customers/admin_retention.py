@@ -30,6 +30,7 @@ from django.utils.translation import ngettext
 from unfold.decorators import action, display
 
 from siyu.core.console import (
+    DayRangeFilter,
     ServiceModelForm,
     TenantScopedAdmin,
     TenantScopedInline,
@@ -85,10 +86,10 @@ class ChurnAlertAdmin(TenantScopedAdmin):
         "value",
         "other_follows",
     )
-    list_filter = ("kind", "status", "staff", "occurred_at")
+    list_filter = ("kind", "status", "staff", ("occurred_at", DayRangeFilter))
+    list_filter_submit = True
     search_fields = ("customer__name", "customer__external_userid", "staff__name")
     list_select_related = ("customer", "staff")
-    date_hierarchy = "occurred_at"
     actions = ("mark_contacted", "mark_recovered", "mark_closed")
     fields = (
         "customer",

@@ -162,6 +162,18 @@ class Customer(TenantScopedModel):
                 name="customer_live_owner",
                 condition=models.Q(merged_into=None),
             ),
+            # Live records by stage and source channel: the list filtered by stage + channel
+            # (+ tag) counts from this index alone, without reading a customer row (2-3×
+            # faster at a million). ``merged_into`` is carried because SQLite does not infer
+            # it from the condition, ``id`` because PostgreSQL joins the tag filter on it
+            # (SQLite has it anyway), and ``varchar_pattern_ops`` lets PostgreSQL turn the
+            # channel's prefix LIKE into a range on any collation (SQLite ignores it).
+            models.Index(
+                fields=["tenant", "lifecycle_stage", "source_state", "merged_into", "id"],
+                name="customer_live_stage_source",
+                condition=models.Q(merged_into=None),
+                opclasses=["", "", "varchar_pattern_ops", "", ""],
+            ),
         ]
         permissions = [
             ("view_customer_phone", "Can see customers' phone numbers unmasked"),

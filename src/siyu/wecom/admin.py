@@ -23,6 +23,7 @@ from unfold.forms import BaseDialogForm
 from unfold.widgets import UnfoldBooleanSwitchWidget
 
 from siyu.core.console import (
+    DayRangeFilter,
     ReadOnlyAdminMixin,
     TenantScopedAdmin,
     add_model_page,
@@ -70,8 +71,8 @@ class SyncRunAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
         "took",
         "trigger",
     )
-    list_filter = ("status", "kind", "trigger")
-    date_hierarchy = "started_at"
+    list_filter = ("status", "kind", "trigger", ("started_at", DayRangeFilter))
+    list_filter_submit = True
     change_list_template = "wecom/syncrun_change_list.html"
     actions_list = ("sync_now",)
     fields = (

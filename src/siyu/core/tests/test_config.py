@@ -40,7 +40,7 @@ def test_a_generated_secret_is_kept_private_and_reused(tmp_path):
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path, django_db_blocker):
     from django.db.backends.sqlite3.base import DatabaseWrapper
 
-    from siyu.core.config import SQLITE_OPTIONS
+    from siyu.core.config import sqlite_options
 
     # a file database opened with the options settings.py gives SQLite
     wrapper = DatabaseWrapper(
@@ -48,7 +48,7 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path, django_db_blocker
             **connection.settings_dict,
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(tmp_path / "wal.sqlite3"),
-            "OPTIONS": dict(SQLITE_OPTIONS),
+            "OPTIONS": sqlite_options(64),
         },
         alias="wal-check",
     )
@@ -58,10 +58,20 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path, django_db_blocker
             mode = cursor.fetchone()[0]
             cursor.execute("PRAGMA busy_timeout")
             timeout_ms = cursor.fetchone()[0]
+            cursor.execute("PRAGMA mmap_size")
+            mmap_bytes = cursor.fetchone()[0]
     finally:
         wrapper.close()
     assert mode == "wal"
     assert timeout_ms == 20000
+    assert mmap_bytes == 64 * 1024 * 1024  # pages read through a memory map
+
+
+def test_a_negative_memory_map_is_refused():
+    from siyu.core.config import sqlite_options
+
+    with pytest.raises(ValueError, match="SIYU_SQLITE_MMAP_MB"):
+        sqlite_options(-1)
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL driver")

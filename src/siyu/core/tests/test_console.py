@@ -292,3 +292,26 @@ def test_compile_messages_writes_catalogues_gettext_reads(tmp_path):
     translate = translations.gettext  # not gettext("..."): makemessages would collect it
     assert translate(translated) == "设置"
     assert translate(untranslated) == untranslated
+
+
+def test_no_console_list_draws_a_date_hierarchy():
+    """The hierarchy reads every visible row's date on each page; lists use day ranges."""
+    from django.contrib import admin
+
+    drawn = [type(page).__name__ for page in admin.site._registry.values() if page.date_hierarchy]
+    assert drawn == []
+
+
+def test_the_event_list_filters_by_day_range(admin_staff, login, tenant):
+    from siyu.core.models import Event
+
+    now = timezone.now()
+    for days_ago in (0, 3, 10):
+        record_event(tenant, "note.added", occurred_at=now - timedelta(days=days_ago), payload={})
+    start = timezone.localdate(now - timedelta(days=5)).isoformat()
+    response = login(admin_staff).get(
+        "/console/core/event/", {"occurred_at_from": start, "type": "note.added"}
+    )
+    assert response.status_code == 200
+    listed = list(response.context["cl"].result_list)
+    assert len(listed) == 2 and all(isinstance(event, Event) for event in listed)

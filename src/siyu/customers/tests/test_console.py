@@ -130,3 +130,29 @@ def test_the_tag_pages_list_the_tenants_tags(tenant, admin_staff, login):
 def test_the_customer_filters_offer_only_the_own_tenants_staff(admin_staff, b_rows, login):
     page = login(admin_staff).get(changelist_url(Customer)).content.decode()
     assert "Zeta-Staff" not in page
+
+
+def test_list_links_keep_the_filters_and_each_link_is_its_own(tenant, admin_staff, login):
+    """The change list remembers the query strings it builds; links must still differ."""
+    from urllib.parse import parse_qs
+
+    CustomerFactory.create_batch(51, tenant=tenant)
+    response = login(admin_staff).get(
+        changelist_url(Customer), {"status__exact": "active", "o": "2"}
+    )
+    assert response.status_code == 200
+    change_list = response.context["cl"]
+    assert change_list.result_count == 51 and change_list.multi_page
+
+    def params(query: str) -> dict[str, list[str]]:
+        return parse_qs(query.lstrip("?"))
+
+    second_page = params(change_list.get_query_string({"p": 2}))
+    assert second_page == {"status__exact": ["active"], "o": ["2"], "p": ["2"]}
+    resorted = params(change_list.get_query_string({"o": "-2"}))
+    assert resorted == {"status__exact": ["active"], "o": ["-2"]}
+    unfiltered = params(change_list.get_query_string(remove=["status"]))
+    assert unfiltered == {"o": ["2"]}
+    assert change_list.get_query_string({"p": 2}) == change_list.get_query_string({"p": 2})
+    page = response.content.decode()
+    assert "?o=2&amp;p=2&amp;status__exact=active" in page  # the next-page link
