@@ -16,7 +16,11 @@ httpx async client on loopback then measures, in one run:
    concurrent connections for D seconds: acknowledged/s, ack latency p50/p99/max, errors,
    ratios against the baseline; then the inbox is watched until the worker has drained the
    burst: processed events/s;
-3. sustained: callbacks at a fixed rate (100/s) for 60 s, the inbox backlog sampled every
+3. target rate: callbacks offered at 300/s for 10 s whatever the answers (open loop), the
+   ack latency p50/p99 judged against the target. The burst's closed loop cannot show it: N
+   connections waiting on each other see a mean latency of N / throughput (Little's law),
+   107 ms for 32 connections at 300/s, however fast each callback is handled;
+4. sustained: callbacks at a fixed rate (100/s) for 60 s, the inbox backlog sampled every
    second; processed events/s, the largest backlog, and whether the backlog drained within a
    few seconds after the load stopped.
 
@@ -747,6 +751,7 @@ class Results:
     burst_processed_rate: float = math.nan
     burst_drain_rate: float = math.nan
     burst_statuses: Counter = field(default_factory=Counter)
+    at_target: Load | None = None
     sustain: Load | None = None
     sustain_watch: Watch = field(default_factory=Watch)
     sustain_processed_rate: float = math.nan
@@ -851,8 +856,9 @@ async def phases(
     # The customers the callbacks name, in the emulator (so that externalcontact/get answers):
     # enough for a burst at --pool-rate/s (well above the target) and for the sustained phase.
     burst_pool = int(args.pool_rate * seconds)
+    target_count = int(args.target_rate * args.target_seconds)
     sustain_count = int(args.rate * args.sustain_seconds)
-    total = burst_pool + sustain_count
+    total = burst_pool + target_count + sustain_count
     log(f"creating {total} customers in the emulator …")
     t0 = time.perf_counter()
     await befriend(emulator_url, corp, range(total))
@@ -872,7 +878,7 @@ async def phases(
         raise RuntimeError(f"the emulator could not verify the callback URL: {verified}")
 
     # 1. baseline: the bare view, the same body size, the same client.
-    log(f"1/3 baseline: POST /ping, {connections} connections, {seconds:g} s …")
+    log(f"1/4 baseline: POST /ping, {connections} connections, {seconds:g} s …")
     _, sample_body = maker.make(0)
     results.ping = await measured(
         children,
@@ -902,7 +908,7 @@ async def phases(
             yield maker.make(next(beyond))
 
     before_burst = await asyncio.to_thread(inbox.max_id)
-    log(f"2/3 burst: encrypted add_external_contact, {connections} connections, {seconds:g} s …")
+    log(f"2/4 burst: encrypted add_external_contact, {connections} connections, {seconds:g} s …")
     watch = Watch()
     stop = asyncio.Event()
     started = time.perf_counter()
@@ -956,10 +962,52 @@ async def phases(
         + (f"{settled:.1f} s later" if settled is not None else "not in time")
     )
 
-    # 3. sustained: a fixed rate for a minute; the backlog is sampled every second.
-    log(f"3/3 sustained: {args.rate:g} callbacks/s for {args.sustain_seconds:g} s …")
+    # 3. the target rate, offered whatever the answers (open loop): the latency a callback
+    # sees when WeCom sends 300/s. (In the closed-loop burst, N connections wait on each
+    # other: by Little's law the mean latency there is N / throughput, 107 ms for 32
+    # connections at 300/s, whatever the server does.)
+    log(
+        f"3/4 target rate: {args.target_rate:g} callbacks/s offered for "
+        f"{args.target_seconds:g} s (open loop) …"
+    )
+    target_requests = (maker.make(n) for n in range(burst_pool, burst_pool + target_count))
+    before_target = await asyncio.to_thread(inbox.max_id)
+    started = time.perf_counter()
+    results.at_target = await measured(
+        children,
+        open_loop(
+            args.client,
+            server_url,
+            target_requests,
+            connections,
+            args.target_rate,
+            args.target_seconds,
+            "target",
+        ),
+    )
+    children.check()
+    at_target = results.at_target
+    log(
+        f"    {at_target.ok} acknowledged at {at_target.ok / at_target.elapsed:.0f}/s, "
+        f"p50 {at_target.percentile(50):.1f} ms, p99 {at_target.percentile(99):.1f} ms, "
+        f"errors {sum(at_target.errors.values())}"
+    )
+    log(f"    {at_target.cpu_line()}")
+    drained = await wait_drained(
+        inbox, before_target, Watch(), at_target.ok, args.drain_timeout, started
+    )
+    settled = await wait_queue_empty(inbox, args.drain_timeout)
+    log(
+        "    processed "
+        + (f"{drained:.1f} s after the phase began" if drained is not None else "not in time")
+        + "; the task queue emptied "
+        + (f"{settled:.1f} s later" if settled is not None else "not in time")
+    )
+
+    # 4. sustained: a fixed rate for a minute; the backlog is sampled every second.
+    log(f"4/4 sustained: {args.rate:g} callbacks/s for {args.sustain_seconds:g} s …")
     before_sustain = await asyncio.to_thread(inbox.max_id)
-    sustain_requests = (maker.make(n) for n in range(burst_pool, 10**9))
+    sustain_requests = (maker.make(n) for n in range(burst_pool + target_count, 10**9))
     watch = results.sustain_watch
     stop = asyncio.Event()
     started = time.perf_counter()
@@ -1029,9 +1077,12 @@ def report(args: argparse.Namespace, results: Results) -> bool:
     def row(name: str, value: str, base: str = "", ratio: str = "", target: str = "", mark=""):
         rows.append((name, value, base, ratio, target, mark))
 
+    at_target = results.at_target
+    assert at_target
     ack_ok = burst.rate >= 300
-    p99_ok = burst.percentile(99) < 100
-    errors = sum(burst.errors.values())
+    # p99 < 100 ms is judged at the target rate, offered in an open loop (see phases())
+    p99_ok = at_target.percentile(99) < 100 and at_target.ok == at_target.sent
+    errors = sum(burst.errors.values()) + sum(at_target.errors.values())
     row(
         "acknowledged callbacks/s",
         _fmt(burst.rate),
@@ -1047,14 +1098,24 @@ def report(args: argparse.Namespace, results: Results) -> bool:
         _ratio(burst.percentile(50), ping.percentile(50)),
     )
     row(
-        "ack latency p99",
+        f"ack latency p99 ({args.connections} connections)",
         _fmt(burst.percentile(99), ".1f", " ms"),
         _fmt(ping.percentile(99), ".1f", " ms"),
         _ratio(burst.percentile(99), ping.percentile(99)),
-        "< 100 ms",
-        _mark(p99_ok),
     )
     row("ack latency max", _fmt(burst.max_ms, ".1f", " ms"), _fmt(ping.max_ms, ".1f", " ms"))
+    row(
+        f"at {args.target_rate:g}/s offered: acknowledged/s",
+        _fmt(at_target.ok / at_target.elapsed if at_target.elapsed else math.nan),
+    )
+    row(
+        f"at {args.target_rate:g}/s offered: ack p50 / p99",
+        f"{_fmt(at_target.percentile(50), '.1f')} / {_fmt(at_target.percentile(99), '.1f')} ms",
+        "",
+        "",
+        "p99 < 100 ms",
+        _mark(p99_ok),
+    )
     row("errors", str(errors), str(sum(ping.errors.values())), "", "0", _mark(errors == 0))
     row(
         "processed events/s (burst, end to end)",
@@ -1144,6 +1205,8 @@ def report(args: argparse.Namespace, results: Results) -> bool:
         )
     if burst.errors:
         results.notes.append(f"burst errors: {dict(burst.errors)}")
+    if at_target.errors:
+        results.notes.append(f"target-rate errors: {dict(at_target.errors)}")
     if sustain.errors:
         results.notes.append(f"sustained errors: {dict(sustain.errors)}")
     print(
@@ -1161,6 +1224,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=20, help="baseline and burst length")
     parser.add_argument("--sustain-seconds", type=float, default=60, help="sustained phase")
     parser.add_argument("--rate", type=float, default=100, help="sustained callbacks per second")
+    parser.add_argument(
+        "--target-rate", type=float, default=300, help="open-loop rate of the latency phase"
+    )
+    parser.add_argument("--target-seconds", type=float, default=10, help="its length")
     parser.add_argument("--quick", action="store_true", help="short run (3 s, 10 s sustained)")
     parser.add_argument(
         "--drain-grace",
@@ -1194,7 +1261,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the data dir (logs, databases)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.seconds, args.sustain_seconds = 3, 10
+        args.seconds, args.sustain_seconds, args.target_seconds = 3, 10, 3
     return args
 
 

@@ -2,7 +2,8 @@
 
 GET answers WeCom's URL verification with the decrypted ``echostr``, bare. POST verifies the
 signature, decrypts, stores the envelope in the inbox and answers ``success`` at once;
-``siyu.wecom.tasks.process_callback`` does the work after commit. A forged, corrupt or
+the tenant's inbox task (``siyu.wecom.tasks.process_tenant_callbacks``) does the work after
+commit. A forged, corrupt or
 misaddressed request is answered 4xx and logged, never 500.
 """
 
@@ -219,9 +220,8 @@ inbox_writer = InboxWriter()
 
 def _write_batch(batch: list[_Arrival]) -> None:
     """Insert the new callbacks of ``batch`` in one transaction, count redeliveries, and
-    enqueue one processing task for the new rows once committed."""
-    from siyu.core.tasks import on_commit_task
-    from siyu.wecom.tasks import process_callbacks
+    queue their tenants' processing task unless one is waiting already."""
+    from siyu.wecom.processing import schedule_processing
 
     if len(batch) == 1:
         _write_one(batch[0])
@@ -247,7 +247,7 @@ def _write_batch(batch: list[_Arrival]) -> None:
                     deliveries=F("deliveries") + times
                 )
             if new:
-                on_commit_task(process_callbacks, [row.pk for row in rows])
+                schedule_processing({row.tenant_id for row in rows})
     except IntegrityError:  # another process stored one of them meanwhile: one at a time
         for item in batch:
             item.row = None
@@ -255,14 +255,13 @@ def _write_batch(batch: list[_Arrival]) -> None:
 
 
 def _write_one(callback: _Arrival) -> None:
-    from siyu.core.tasks import on_commit_task
-    from siyu.wecom.tasks import process_callback
+    from siyu.wecom.processing import schedule_processing
 
     inbox = CallbackInbox.objects.for_tenant(callback.tenant)
     try:
         with prompt_transaction():
             callback.row = inbox.create(**callback.values)
-            on_commit_task(process_callback, callback.row.pk)
+            schedule_processing({callback.row.tenant_id})
     except IntegrityError:
         callback.row = None
         inbox.filter(dedupe_key=callback.dedupe_key).update(deliveries=F("deliveries") + 1)

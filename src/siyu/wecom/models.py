@@ -112,3 +112,25 @@ class SyncRun(TenantScopedModel):
     def duration(self) -> timedelta:
         """How long it ran (so far, while running)."""
         return (self.finished_at or timezone.now()) - self.started_at
+
+
+class InboxSchedule(TenantScopedModel):
+    """Whether a task to process the tenant's inbox is queued and not yet started.
+
+    Why: under a steady stream, callbacks arrive one at a time, and a task per callback
+    cost more than the callback (one queue write, one claim, a batch of one). The writer
+    queues a task only when none is waiting; the task, as it starts, clears the mark and
+    then takes every waiting row of the tenant, in batches (``processing.process_waiting``).
+    """
+
+    task_queued_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("inbox schedule")
+        verbose_name_plural = _("inbox schedules")
+        constraints = [
+            models.UniqueConstraint(fields=["tenant"], name="inbox_schedule_unique_tenant")
+        ]
+
+    def __str__(self) -> str:
+        return f"inbox of tenant {self.tenant_id}: queued at {self.task_queued_at}"

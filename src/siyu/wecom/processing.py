@@ -14,12 +14,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from siyu.core.events import dispatching_together
 from siyu.tenancy.models import Tenant
-from siyu.wecom.models import CallbackInbox
+from siyu.wecom.models import CallbackInbox, InboxSchedule
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,12 @@ DRAIN = 50  # waiting callbacks a worker task takes along (see process_many)
 # for tens of milliseconds.
 BATCH = 10
 CLAIM_TIMEOUT = timedelta(minutes=5)  # a claim this old belongs to a worker that died
+# Rows one tenant's task processes before it queues the next round and lets the worker take
+# other tenants' tasks.
+TENANT_ROUND = 500
+# A task queued longer ago than this and still not started is taken for lost: the next
+# callback queues another (two tasks for one tenant only cost one idle claim).
+QUEUED_TASK_TTL = timedelta(minutes=2)
 Processor = Callable[[Tenant, dict[str, Any]], bool]
 _processors: dict[tuple[str, str], Processor] = {}
 
@@ -104,21 +111,109 @@ def process(inbox_id: int) -> str:
     return status
 
 
+def schedule_processing(tenant_ids: set[int]) -> list[int]:
+    """Queue, once the current transaction commits, the processing task of each tenant that
+    has none waiting; return those tenants. Called in the transaction that stores new
+    callbacks, so that a task starting meanwhile either sees them or lets this one queue.
+
+    The tenants' schedule rows are locked until the commit (PostgreSQL; SQLite serialises
+    writers anyway): a task clears its mark before it looks for work, so a writer that saw
+    the mark set commits its rows before that task looks.
+    """
+    if not tenant_ids:
+        return []
+    schedules = InboxSchedule.objects.unscoped("the inbox writer's batch spans tenants")
+    marks = dict(
+        schedules.select_for_update()
+        .filter(tenant_id__in=tenant_ids)
+        .order_by("tenant_id")  # one locking order: two writers never wait for each other
+        .values_list("tenant_id", "task_queued_at")
+    )
+    missing = set(tenant_ids) - set(marks)
+    if missing:
+        schedules.bulk_create(
+            [InboxSchedule(tenant_id=tenant_id) for tenant_id in missing], ignore_conflicts=True
+        )
+        marks.update(
+            schedules.select_for_update()
+            .filter(tenant_id__in=missing)
+            .order_by("tenant_id")
+            .values_list("tenant_id", "task_queued_at")
+        )
+    now = timezone.now()
+    due = sorted(
+        tenant_id
+        for tenant_id, queued_at in marks.items()
+        if queued_at is None or queued_at < now - QUEUED_TASK_TTL
+    )
+    if due:
+        schedules.filter(tenant_id__in=due).update(task_queued_at=now)
+        transaction.on_commit(lambda: _enqueue(due))
+    return due
+
+
+def _enqueue(tenant_ids: list[int]) -> None:
+    from siyu.wecom.tasks import process_tenant_callbacks
+
+    for tenant_id in tenant_ids:
+        try:
+            process_tenant_callbacks(tenant_id)
+        except Exception:  # the rows are stored; the minute's sweep processes them
+            logger.exception("could not queue the inbox task of tenant %s", tenant_id)
+
+
+def process_waiting(tenant_id: int, *, limit: int = TENANT_ROUND) -> int:
+    """Process the tenant's waiting callbacks, oldest first, ``DRAIN`` claimed at a time;
+    return how many. After ``limit`` rows the next round is queued instead of kept here.
+
+    The schedule mark is cleared first: callbacks stored from then on queue another task,
+    those stored before are found by the claims below.
+    """
+    InboxSchedule.objects.for_tenant(tenant_id).update(task_queued_at=None)
+    done = 0
+    while done < limit:
+        rows = _claim_waiting(tenant_id, uuid.uuid4().hex, min(DRAIN, limit - done))
+        if not rows:
+            return done
+        _process_claimed(rows)
+        done += len(rows)
+    with transaction.atomic():
+        schedule_processing({tenant_id})
+    return done
+
+
+def _claim_waiting(tenant_id: int, token: str, count: int) -> list[CallbackInbox]:
+    """Claim the tenant's ``count`` oldest waiting rows that nobody has claimed."""
+    pending = CallbackInbox.objects.for_tenant(tenant_id).filter(
+        status=CallbackInbox.Status.PENDING
+    )
+    ids = list(pending.filter(claim="").order_by("id").values_list("pk", flat=True)[:count])
+    if not ids:
+        return []
+    pending.filter(pk__in=ids, claim="").update(claim=token, claimed_at=timezone.now())
+    return list(pending.select_related("tenant").filter(claim=token).order_by("id"))
+
+
 def process_many(inbox_ids: list[int], *, drain: int = DRAIN) -> dict[int, str]:
     """Process callbacks in arrival order, taking up to ``drain`` more of the same tenants'
     waiting ones along; runs of the same tenant and kind with a batch processor go
     together. Returns the final status of each row it processed or found done.
 
-    Why drain: the inbox writer enqueues one task per batch it commits, which under a
-    steady stream is one task per callback. A worker that is behind then finds many rows
-    waiting, and applying them together is what lets it catch up; rows it takes are
-    claimed, so their own tasks find them done and do nothing.
+    The task of one batch of stored callbacks, as queued before ``schedule_processing``
+    (tasks already in a queue when Siyu is upgraded still run).
     """
     token = uuid.uuid4().hex
     rows = _claim(inbox_ids, token, drain)
     statuses: dict[int, str] = {}
     for row in _unclaimed_done(inbox_ids, rows):
         statuses[row.pk] = row.status
+    statuses.update(_process_claimed(rows))
+    return statuses
+
+
+def _process_claimed(rows: list[CallbackInbox]) -> dict[int, str]:
+    """Claimed rows in arrival order; runs of one tenant and kind go together."""
+    statuses: dict[int, str] = {}
     run: list[CallbackInbox] = []
     for row in rows:
         if run and _kind(run[-1]) != _kind(row):

@@ -27,6 +27,15 @@ def process_callbacks(inbox_ids: list[int]) -> None:
     process_many(list(inbox_ids))
 
 
+@db_task(retries=3, retry_delay=5)
+def process_tenant_callbacks(tenant_id: int) -> None:
+    """Process every waiting callback of a tenant (at most one such task waits per tenant:
+    ``processing.schedule_processing``). Returns nothing, so Huey stores no result."""
+    from siyu.wecom.processing import process_waiting
+
+    process_waiting(tenant_id)
+
+
 @db_periodic_task(crontab(minute="*"))
 def retry_stuck_callbacks() -> int:
     """Every minute: process callbacks whose task was lost or that failed (≤ 5 attempts)."""

@@ -1,5 +1,6 @@
-"""Callbacks arriving together are stored together: one transaction and one processing
-task for a batch, each acknowledged only once its row is committed, duplicates counted."""
+"""Callbacks arriving together are stored together: one transaction for a batch, each
+acknowledged only once its row is committed, duplicates counted; a tenant's processing task
+is queued only when none is waiting."""
 
 from __future__ import annotations
 
@@ -27,10 +28,9 @@ def message(number: int) -> str:
 
 @pytest.fixture
 def enqueued(monkeypatch):
-    """The processing tasks enqueued (not run: this test is about storing)."""
-    sent: list[list[int]] = []
-    monkeypatch.setattr(tasks, "process_callbacks", lambda ids: sent.append(list(ids)))
-    monkeypatch.setattr(tasks, "process_callback", lambda pk: sent.append([pk]))
+    """The tenants whose processing task was queued (not run: this test is about storing)."""
+    sent: list[int] = []
+    monkeypatch.setattr(tasks, "process_tenant_callbacks", sent.append)
     return sent
 
 
@@ -90,6 +90,7 @@ def test_callbacks_arriving_together_are_written_together(enqueued, first_write_
     release, batches = first_write_held
     tenant = TenantFactory()
     store_callback(tenant, message(0))  # delivered earlier: its redelivery below is counted
+    assert enqueued == [tenant.pk]
     enqueued.clear()
     batches.clear()
     release.clear()
@@ -103,10 +104,9 @@ def test_callbacks_arriving_together_are_written_together(enqueued, first_write_
     assert rows.get(create_time=1_700_000_000).deliveries == 2
     stored = [row for row in results if row is not None]
     assert len(stored) == 9 and len({row.pk for row in stored}) == 9
-    # one processing task per batch, its rows in the order they arrived
-    assert len(enqueued) == 2
-    assert enqueued[0] == [results[0].pk]
-    assert enqueued[1] == [row.pk for row in results[1:9]]
+    # the tenant's task queued for the earlier delivery has not started: it will take these
+    # rows too, so neither batch queued another
+    assert enqueued == []
 
 
 def test_a_batch_spans_tenants(enqueued, first_write_held):
@@ -140,6 +140,7 @@ def test_a_batch_spans_tenants(enqueued, first_write_held):
     assert CallbackInbox.objects.for_tenant(one).count() == 2
     assert CallbackInbox.objects.for_tenant(two).count() == 1
     assert all(row is not None for row in results)
+    assert sorted(enqueued) == sorted([one.pk, two.pk])  # each tenant's task, once
 
 
 def test_a_failed_write_fails_every_callback_of_its_batch(monkeypatch, enqueued):
@@ -153,3 +154,34 @@ def test_a_failed_write_fails_every_callback_of_its_batch(monkeypatch, enqueued)
         store_callback(tenant, message(1))
     assert not inbox_writer._writing and not inbox_writer._waiting  # the writer recovered
     assert not CallbackInbox.objects.for_tenant(tenant).exists()
+
+
+def test_a_started_task_lets_the_next_callback_queue_another(enqueued):
+    from siyu.wecom.processing import process_waiting
+
+    tenant = TenantFactory()
+    store_callback(tenant, message(1))
+    store_callback(tenant, message(2))
+    assert enqueued == [tenant.pk]  # the second found the first's task waiting
+    # the task starts (nothing to process for an unconfigured corp: the rows fail), and
+    # whatever arrives from then on queues the next one
+    process_waiting(tenant.pk)
+    store_callback(tenant, message(3))
+    assert enqueued == [tenant.pk, tenant.pk]
+
+
+def test_a_task_queued_long_ago_and_never_started_is_taken_for_lost(enqueued):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from siyu.wecom.models import InboxSchedule
+    from siyu.wecom.processing import QUEUED_TASK_TTL
+
+    tenant = TenantFactory()
+    store_callback(tenant, message(1))
+    InboxSchedule.objects.for_tenant(tenant).update(
+        task_queued_at=timezone.now() - QUEUED_TASK_TTL - timedelta(seconds=1)
+    )
+    store_callback(tenant, message(2))
+    assert enqueued == [tenant.pk, tenant.pk]

@@ -40,8 +40,7 @@ def emulator(settings):
 @pytest.fixture(autouse=True)
 def _no_automatic_processing(monkeypatch):
     """Rows are processed by the test itself, together or one by one."""
-    monkeypatch.setattr(tasks, "process_callbacks", lambda ids: None)
-    monkeypatch.setattr(tasks, "process_callback", lambda pk: None)
+    monkeypatch.setattr(tasks, "process_tenant_callbacks", lambda tenant_id: None)
 
 
 def corp(emulator, slug: str):
