@@ -1,0 +1,1 @@
+"""Customer analytics that work on plain arrays: lifetime-value models and their helpers."""
