@@ -27,6 +27,7 @@ DOMAIN_ROUTERS: tuple[tuple[str, str], ...] = (
     ("siyu.customers.api_retention", "/"),
     ("siyu.engagement.api", "/"),
     ("siyu.segments.api", "/"),
+    ("siyu.commerce.api", "/"),
 )
 
 DESCRIPTION = f"""

@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "siyu.community",
     "siyu.segments",
     "siyu.engagement",
+    "siyu.commerce",
     "siyu.core",
     "siyu.wecom",
 ]

@@ -66,6 +66,14 @@ TASK_RIGHTS = (
     "engagement.add_stafftask",
     "engagement.change_stafftask",
 )
+# Front-line roles see what their customers bought (the orders of the customers in their
+# data scope) and the product list; they change neither.
+COMMERCE_VIEWS = (
+    "commerce.view_order",
+    "commerce.view_orderline",
+    "commerce.view_refund",
+    "commerce.view_product",
+)
 
 BUILTIN_ROLES: tuple[RoleTemplate, ...] = (
     RoleTemplate("admin", _("Administrator"), ("*",), DataScope.TENANT),
@@ -83,6 +91,7 @@ BUILTIN_ROLES: tuple[RoleTemplate, ...] = (
             "distribution.*",
             "analytics.*",
             "segments.*",
+            "commerce.*",
             "core.add_event",
             "core.export_data",
         ),
@@ -97,6 +106,7 @@ BUILTIN_ROLES: tuple[RoleTemplate, ...] = (
             "engagement.view_*",
             "engagement.send_*",
             *TASK_RIGHTS,
+            *COMMERCE_VIEWS,
             "community.view_*",
             "tenancy.view_staff",
             "core.view_event",
@@ -116,6 +126,7 @@ BUILTIN_ROLES: tuple[RoleTemplate, ...] = (
             *SALES_CUSTOMER_RIGHTS,
             "segments.view_*",
             *TASK_RIGHTS,
+            *COMMERCE_VIEWS,
             "community.view_*",
             "tenancy.view_staff",
             "core.view_event",
@@ -152,4 +163,8 @@ API_SCOPES: dict[str, str] = {
     "segments:write": "segments.change_segment",
     "tasks:read": "engagement.view_stafftask",
     "tasks:write": "engagement.change_stafftask",
+    "orders:read": "commerce.view_order",
+    "products:read": "commerce.view_product",
+    "products:write": "commerce.change_product",
+    "shop:write": "commerce.change_shopconnection",
 }

@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class CommerceConfig(AppConfig):
+    name = "siyu.commerce"
+    verbose_name = _("Commerce")
+
+    def ready(self) -> None:
+        # The order lines of the customer timeline (siyu.customers.timeline.describes).
+        from siyu.commerce import timeline  # noqa: F401
