@@ -8,8 +8,6 @@ answers. Everything else uses the API's usual authentication, scopes and data sc
 sales key sees the orders of its own customers).
 """
 
-from __future__ import annotations
-
 import hashlib
 import hmac
 import json
