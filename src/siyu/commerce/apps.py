@@ -8,4 +8,6 @@ class CommerceConfig(AppConfig):
 
     def ready(self) -> None:
         # The order lines of the customer timeline (siyu.customers.timeline.describes).
-        from siyu.commerce import timeline  # noqa: F401
+        from siyu.commerce import segment_fields, timeline  # noqa: F401
+
+        # and the order fields of the segment rules (siyu.segments.fields.register_field).
