@@ -21,6 +21,8 @@ from siyu.core.config import env_bool, env_list, persistent_secret, sqlite_optio
 PACKAGE_DIR = Path(__file__).resolve().parent
 DATA_DIR = Path(os.environ.get("SIYU_DATA_DIR", Path.cwd() / "var")).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
+# The analytics engine's columnar copy (Parquet files; ADR 0006).
+ANALYTICS_DIR = Path(os.environ.get("SIYU_ANALYTICS_DIR") or DATA_DIR / "analytics").resolve()
 # Front-end packages installed from the npm registry at set-up (never committed).
 NODE_MODULES_DIR = Path(os.environ.get("SIYU_NODE_MODULES", Path.cwd() / "node_modules")).resolve()
 
@@ -52,6 +54,7 @@ INSTALLED_APPS = [
     "siyu.segments",
     "siyu.engagement",
     "siyu.commerce",
+    "siyu.analytics",
     "siyu.core",
     "siyu.wecom",
 ]

@@ -103,6 +103,8 @@ class Order(TenantScopedModel):
             models.Index(fields=["tenant", "buyer_external_userid"], name="order_buyer_userid"),
             models.Index(fields=["tenant", "buyer_unionid"], name="order_buyer_unionid"),
             models.Index(fields=["tenant", "buyer_phone_hash"], name="order_buyer_phone"),
+            # the analytics copy reads the orders changed since its last sync
+            models.Index(fields=["updated_at"], name="order_updated_at"),
         ]
 
     def __str__(self) -> str:

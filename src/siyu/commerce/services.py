@@ -468,7 +468,7 @@ def link_orders(tenant: Any, customer_ids: list[int]) -> int:
                 updated = (
                     Order.objects.for_tenant(tenant)
                     .filter(pk=order.pk, customer__isnull=True)
-                    .update(customer=customer)
+                    .update(customer=customer, updated_at=timezone.now())
                 )
                 if updated:
                     order.customer = customer
@@ -482,7 +482,7 @@ def move_orders(tenant: Any, *, from_customer_id: int, to_customer_id: int) -> i
     return (
         Order.objects.for_tenant(tenant)
         .filter(customer_id=from_customer_id)
-        .update(customer_id=to_customer_id)
+        .update(customer_id=to_customer_id, updated_at=timezone.now())
     )
 
 

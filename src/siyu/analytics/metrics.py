@@ -1,0 +1,228 @@
+"""The metric definitions: each one function, its SQL over ``events`` / ``customers`` /
+``orders`` of one tenant (``siyu.analytics.engine``), plain Python data out.
+
+Formulas, in words, are in ``docs/metrics.md``. Days are the site's time zone's days (the
+engine sets the session time zone; ``x::DATE`` of a moment is its local date). Customers are
+the live records: a record merged into another is counted as that one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any, Literal
+
+from siyu.analytics.engine import Engine
+
+Period = Literal["day", "week", "month"]
+PERIODS: tuple[str, ...] = ("day", "week", "month")
+MAX_OFFSETS = 60
+FRIENDSHIP_TYPES = ("customer.added", "customer.returned", "customer.lost")
+
+
+def default_active_types() -> tuple[str, ...]:
+    """What counts as being active unless the caller names event types: the interactions
+    of the lifecycle stages (messages, opens, orders, group talk ...)."""
+    from siyu.customers.lifecycle import DEFAULT_INTERACTION_TYPES
+
+    return DEFAULT_INTERACTION_TYPES
+
+
+# --- acquisition --------------------------------------------------------------------------------
+def new_customers(engine: Engine, tenant_id: int, start: date, end: date) -> list[dict[str, Any]]:
+    """New customers per local day and source channel (the ``state`` of their first add)."""
+    rows = engine.rows(
+        tenant_id,
+        """
+        SELECT first_added_at::DATE AS day, coalesce(source_state, '') AS channel, count(*)
+        FROM customers
+        WHERE merged_into_id IS NULL AND first_added_at IS NOT NULL
+          AND first_added_at::DATE BETWEEN ? AND ?
+        GROUP BY ALL ORDER BY day, channel
+        """,
+        [start, end],
+    )
+    return [{"day": day, "channel": channel, "customers": n} for day, channel, n in rows]
+
+
+# --- retention ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Cohort:
+    start: date  # the first day of the cohort's period
+    size: int
+    retained: list[int]  # customers retained in offset 0, 1, ... (only periods begun by as_of)
+
+    @property
+    def rates(self) -> list[float]:
+        return [count / self.size if self.size else 0.0 for count in self.retained]
+
+
+def retention(
+    engine: Engine,
+    tenant_id: int,
+    *,
+    start: date,
+    end: date,
+    as_of: date,
+    period: Period = "week",
+    measure: Literal["friend", "active"] = "friend",
+    active_types: Sequence[str] | None = None,
+    offsets: int = 12,
+) -> list[Cohort]:
+    """Cohorts of customers by the period of their first add (between ``start`` and ``end``)
+    and, for offset k = 0, 1, ...: how many are retained in period cohort + k —
+
+    * ``friend``: still a friend at the end of that period (their latest friendship event by
+      then is an add or a return, not a loss; a customer who deleted the staff and came back
+      counts again);
+    * ``active``: did one of ``active_types`` during that period.
+
+    Only periods that have begun by ``as_of`` are reported (the last one may be partial).
+    """
+    if period not in PERIODS:
+        raise ValueError(f"period must be one of {PERIODS}")
+    offsets = max(1, min(offsets, MAX_OFFSETS))
+    cohort_sql = f"""
+        cohort AS (
+            SELECT id AS customer_id,
+                   date_trunc('{period}', first_added_at::DATE)::DATE AS cohort
+            FROM customers
+            WHERE merged_into_id IS NULL AND first_added_at IS NOT NULL
+              AND first_added_at::DATE BETWEEN ? AND ?
+        ),
+        checkpoints AS (
+            SELECT c.customer_id, c.cohort, o.k,
+                   (c.cohort + o.k * INTERVAL 1 {period})::DATE AS period_start,
+                   (c.cohort + (o.k + 1) * INTERVAL 1 {period})::DATE AS period_end
+            FROM cohort c CROSS JOIN range(0, ?) o(k)
+            WHERE (c.cohort + o.k * INTERVAL 1 {period})::DATE <= ?
+        )"""
+    if measure == "friend":
+        sql = f"""
+            WITH {cohort_sql},
+            friendship AS (
+                SELECT customer_id, occurred_at, type FROM events
+                WHERE type IN {_sql_list(FRIENDSHIP_TYPES)} AND customer_id IS NOT NULL
+            ),
+            state AS (
+                SELECT p.customer_id, p.cohort, p.k,
+                       arg_max(f.type, f.occurred_at) AS last_type
+                FROM checkpoints p
+                LEFT JOIN friendship f
+                  ON f.customer_id = p.customer_id
+                 AND f.occurred_at < CAST(p.period_end AS TIMESTAMPTZ)
+                GROUP BY ALL
+            )
+            SELECT cohort, k, count(*) FILTER (WHERE last_type IS DISTINCT FROM 'customer.lost')
+            FROM state GROUP BY ALL ORDER BY cohort, k
+        """
+        params: list[Any] = [start, end, offsets, as_of]
+    elif measure == "active":
+        types = tuple(active_types or default_active_types())
+        sql = f"""
+            WITH {cohort_sql},
+            activity AS (
+                SELECT DISTINCT customer_id, occurred_at::DATE AS day FROM events
+                WHERE type IN {_sql_list(types)} AND customer_id IS NOT NULL
+                  AND occurred_at::DATE >= ?
+            )
+            SELECT p.cohort, p.k, count(DISTINCT p.customer_id) FILTER (
+                WHERE a.customer_id IS NOT NULL
+            )
+            FROM checkpoints p
+            LEFT JOIN activity a
+              ON a.customer_id = p.customer_id
+             AND a.day >= p.period_start AND a.day < p.period_end
+            GROUP BY ALL ORDER BY p.cohort, p.k
+        """
+        params = [start, end, offsets, as_of, start]
+    else:
+        raise ValueError("measure must be friend or active")
+    sizes = dict(
+        engine.rows(
+            tenant_id,
+            f"""
+            SELECT date_trunc('{period}', first_added_at::DATE)::DATE, count(*) FROM customers
+            WHERE merged_into_id IS NULL AND first_added_at IS NOT NULL
+              AND first_added_at::DATE BETWEEN ? AND ?
+            GROUP BY ALL
+            """,
+            [start, end],
+        )
+    )
+    retained: dict[date, list[int]] = {cohort: [] for cohort in sizes}
+    for cohort, _k, count in engine.rows(tenant_id, sql, params):
+        retained[cohort].append(count)
+    return [Cohort(cohort, sizes[cohort], retained[cohort]) for cohort in sorted(sizes)]
+
+
+def day_n_retention(cohorts: list[Cohort], days: Sequence[int] = (1, 7, 30)) -> dict[int, float]:
+    """D1 / D7 / D30 of day cohorts: retained on day N over the size of the cohorts old
+    enough to have a day N (none old enough: the figure is left out)."""
+    figures: dict[int, float] = {}
+    for n in days:
+        eligible = [cohort for cohort in cohorts if len(cohort.retained) > n]
+        size = sum(cohort.size for cohort in eligible)
+        if size:
+            figures[n] = sum(cohort.retained[n] for cohort in eligible) / size
+    return figures
+
+
+# --- activity -----------------------------------------------------------------------------------
+def activity(
+    engine: Engine,
+    tenant_id: int,
+    *,
+    start: date,
+    end: date,
+    active_types: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Per local day: DAU (customers active that day), WAU (in the 7 days ending that day),
+    MAU (in the 30 days ending that day) and stickiness = DAU / MAU."""
+    types = tuple(active_types or default_active_types())
+    rows = engine.rows(
+        tenant_id,
+        f"""
+        WITH days AS (
+            SELECT CAST(generate_series AS DATE) AS day
+            FROM generate_series(CAST(? AS DATE), CAST(? AS DATE), INTERVAL 1 DAY)
+        ),
+        active AS (
+            SELECT DISTINCT customer_id, occurred_at::DATE AS day FROM events
+            WHERE type IN {_sql_list(types)} AND customer_id IS NOT NULL
+              AND occurred_at::DATE BETWEEN CAST(? AS DATE) - 29 AND CAST(? AS DATE)
+        )
+        SELECT d.day,
+               count(DISTINCT a.customer_id) FILTER (WHERE a.day = d.day),
+               count(DISTINCT a.customer_id) FILTER (WHERE a.day > d.day - 7),
+               count(DISTINCT a.customer_id)
+        FROM days d LEFT JOIN active a ON a.day BETWEEN d.day - 29 AND d.day
+        GROUP BY d.day ORDER BY d.day
+        """,
+        [start, end, start, end],
+    )
+    return [
+        {
+            "day": day,
+            "dau": dau,
+            "wau": wau,
+            "mau": mau,
+            "stickiness": dau / mau if mau else 0.0,
+        }
+        for day, dau, wau, mau in rows
+    ]
+
+
+def _sql_list(values: Sequence[str]) -> str:
+    """A literal list of event types for IN (...): checked names only (no quotes inside)."""
+    cleaned = []
+    for value in values:
+        if not value or "'" in value or len(value) > 80:
+            raise ValueError(f"not an event type: {value!r}")
+        cleaned.append(f"'{value}'")
+    return "(" + ", ".join(cleaned) + ")" if cleaned else "('')"
+
+
+def days_between(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=n) for n in range((end - start).days + 1)]
