@@ -141,9 +141,50 @@ def worker(huey_options: tuple[str, ...]) -> None:
     from django.conf import settings
     from django.core.management import call_command
 
+    from siyu.analytics.tasks import start_keeper
+
     mode = "redis" if settings.REDIS_URL else f"sqlite ({settings.HUEY['filename']})"
     click.echo(f"Siyu worker: queue '{settings.HUEY['name']}' on {mode}")
+    keeper = start_keeper()
+    if keeper is not None:
+        click.echo(f"Analytics copy kept current every {keeper.interval:g} s")
     call_command("run_huey", *huey_options)
+
+
+@main.group()
+def analytics() -> None:
+    """The analytics engine's columnar copy."""
+
+
+@analytics.command("sync")
+@click.option("--rebuild", is_flag=True, help="Forget the copy and copy everything again.")
+@django_command
+def analytics_sync(rebuild: bool) -> None:
+    """Bring the columnar copy up to date now (what the worker does every few seconds)."""
+    from siyu.analytics.store import ColumnarStore, WriterBusy
+    from siyu.analytics.sync import rebuild as rebuild_copy
+    from siyu.analytics.sync import sync
+
+    store = ColumnarStore()
+    try:
+        if rebuild:
+            report = rebuild_copy(store)
+        else:
+            report = sync(store)
+            while report.events:
+                more = sync(store)
+                if not more.events:
+                    break
+                report.events += more.events
+                click.echo(f"  … {report.events:,} events copied")
+    except WriterBusy:
+        raise click.ClickException(
+            "Another process is writing the analytics copy (a worker's sync); try again."
+        ) from None
+    click.echo(
+        f"Copied {report.events:,} events, {report.customers:,} customer rows and "
+        f"{report.orders:,} order rows into {store.root}"
+    )
 
 
 @main.group()
