@@ -27,7 +27,9 @@ DOMAIN_ROUTERS: tuple[tuple[str, str], ...] = (
     ("siyu.customers.api_retention", "/"),
     ("siyu.engagement.api", "/"),
     ("siyu.segments.api", "/"),
+    ("siyu.commerce.api_io", "/"),
     ("siyu.commerce.api", "/"),
+    ("siyu.analytics.api", "/"),
 )
 
 DESCRIPTION = f"""

@@ -164,7 +164,10 @@ API_SCOPES: dict[str, str] = {
     "tasks:read": "engagement.view_stafftask",
     "tasks:write": "engagement.change_stafftask",
     "orders:read": "commerce.view_order",
+    "orders:import": "commerce.add_order",
     "products:read": "commerce.view_product",
     "products:write": "commerce.change_product",
     "shop:write": "commerce.change_shopconnection",
+    # Metrics are tenant-wide figures: operators, analysts and admins (``analytics.*``).
+    "analytics:read": "analytics.view_metrics",
 }
