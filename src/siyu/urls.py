@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from siyu.analytics.views import dashboard as analytics_dashboard
 from siyu.api import api
 from siyu.core.job_views import download as job_download
 from siyu.core.views import health, ping
@@ -16,6 +17,11 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     # Before the console's own URLs: job files are served only through this checked view.
     path("console/jobs/<int:job_id>/download", job_download, name="job-download"),
+    path(
+        "console/analytics/",
+        admin.site.admin_view(analytics_dashboard),
+        name="analytics-dashboard",
+    ),
     path("console/", admin.site.urls),
     path("api/v1/", api.urls),
     path("wecom/<slug:tenant_slug>/callback", wecom_callback, name="wecom-callback"),

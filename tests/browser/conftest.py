@@ -65,3 +65,18 @@ def screenshot():
         return path
 
     return take
+
+
+@pytest.fixture
+def sign_in():
+    """``sign_in(page, base_url, username)``: log in to the console through its form."""
+    from siyu.testing.factories import TEST_PASSWORD
+
+    def login(tab, base_url: str, username: str) -> None:
+        tab.goto(f"{base_url}/console/")
+        tab.fill("input[name=username]", username)
+        tab.fill("input[name=password]", TEST_PASSWORD)
+        with tab.expect_navigation():
+            tab.click("#login-form button[type=submit]")
+
+    return login
