@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from siyu.analytics.store import ColumnarStore
 from siyu.analytics.sync import sync
+from siyu.commerce import services as commerce
 from siyu.core.events import record_event
 from siyu.testing.factories import CustomerFactory, StaffFactory
 
@@ -29,6 +30,18 @@ def copied(settings, tmp_path, tenant):
                 added_at=now - timedelta(days=day, minutes=number),
                 state=("poster", "store", "")[number % 3],
             )
+            if number == 0 and day % 4 == 0:
+                commerce.ingest_order(
+                    tenant,
+                    commerce.OrderIn(
+                        shop_order_id=f"SO-{day}",
+                        status="paid",
+                        updated_at=now - timedelta(days=day - 1),
+                        paid_at=now - timedelta(days=day - 1),
+                        buyer=commerce.BuyerIn(external_userid=customer.external_userid),
+                        lines=(commerce.LineIn(sku="TRIAL-1", unit_price_fen=990),),
+                    ),
+                )
             for later in range(0, day, 3):
                 record_event(
                     tenant,
@@ -45,7 +58,7 @@ def test_the_analytics_page_draws_every_chart(
 ):
     sign_in(page, live_server.url, admin_staff.user.username)
     page.goto(f"{live_server.url}/console/analytics/?measure=active")
-    for chart in ("acquisition", "activity", "retention"):
+    for chart in ("funnel", "revenue", "acquisition", "activity", "retention"):
         element = page.locator(f"#chart-{chart}")
         element.locator("canvas").first.wait_for(state="visible")
         assert int(element.get_attribute("data-drawn")) > 0, chart

@@ -185,3 +185,89 @@ def activity(request: HttpRequest, filters: Query[ActivityIn]):
         engine, actor.tenant_id, start=start, end=end, active_types=_types(filters.types)
     )
     return {"rows": rows, "freshness": freshness}
+
+
+# --- AARRR and value ------------------------------------------------------------------------
+class AarrrIn(RangeIn):
+    activation_days: int = Field(7, ge=1, le=90)
+    types: str | None = Field(None, description="Comma-separated event types that count")
+
+
+class StageOut(Schema):
+    stage: Literal["acquisition", "activation", "retention", "revenue", "referral"]
+    customers: int
+    rate: float = Field(description="Customers over the previous stage's")
+
+
+class AarrrOut(Schema):
+    stages: list[StageOut]
+    revenue_fen: int
+    arppu_fen: int
+    activation_days: int
+    freshness: Freshness
+
+
+@router.get("/analytics/aarrr", response={200: AarrrOut, **READ_ERRORS})
+def aarrr(request: HttpRequest, filters: Query[AarrrIn]):
+    """The pirate funnel of the customers first added in the range (docs/metrics.md)."""
+    actor = require(request, "analytics:read")
+    start, end = _range(filters)
+    engine, freshness = _engine()
+    funnel = metrics.aarrr(
+        engine,
+        actor.tenant_id,
+        start=start,
+        end=end,
+        activation_days=filters.activation_days,
+        active_types=_types(filters.types),
+    )
+    return {**funnel, "freshness": freshness}
+
+
+class RevenueRow(Schema):
+    day: date
+    orders: int
+    customers: int
+    paid_fen: int
+    net_fen: int = Field(description="Paid minus what those orders had refunded by now")
+
+
+class RevenueOut(Schema):
+    rows: list[RevenueRow]
+    freshness: Freshness
+
+
+@router.get("/analytics/revenue", response={200: RevenueOut, **READ_ERRORS})
+def revenue(request: HttpRequest, filters: Query[RangeIn]):
+    """Orders, paying customers and revenue per local day of payment."""
+    actor = require(request, "analytics:read")
+    start, end = _range(filters)
+    engine, freshness = _engine()
+    rows = metrics.revenue_by_day(engine, actor.tenant_id, start, end)
+    return {"rows": rows, "freshness": freshness}
+
+
+class ChannelValueRow(Schema):
+    channel: str
+    customers: int
+    buyers: int
+    repeat_buyers: int
+    net_fen: int
+    ltv_fen: int = Field(description="Net revenue to date per acquired customer")
+    repurchase_rate: float
+
+
+class ChannelValueOut(Schema):
+    rows: list[ChannelValueRow]
+    freshness: Freshness
+
+
+@router.get("/analytics/value-by-channel", response={200: ChannelValueOut, **READ_ERRORS})
+def value_by_channel(request: HttpRequest, filters: Query[RangeIn]):
+    """Per source channel, for the customers first added in the range: buyers, net revenue,
+    historical LTV and repurchase rate."""
+    actor = require(request, "analytics:read")
+    start, end = _range(filters)
+    engine, freshness = _engine()
+    rows = metrics.value_by_channel(engine, actor.tenant_id, start=start, end=end)
+    return {"rows": rows, "freshness": freshness}

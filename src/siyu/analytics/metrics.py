@@ -214,6 +214,156 @@ def activity(
     ]
 
 
+# --- AARRR -------------------------------------------------------------------------------------
+MONEY_STATUSES = ("paid", "partially_refunded", "refunded")
+
+
+def aarrr(
+    engine: Engine,
+    tenant_id: int,
+    *,
+    start: date,
+    end: date,
+    activation_days: int = 7,
+    active_types: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The pirate funnel of the customers first added between ``start`` and ``end``:
+
+    * acquisition: how many were added;
+    * activation: of those, who did an active event within ``activation_days`` of being added
+      (or paid an order in that time);
+    * retention: of the activated, who were active again later, up to ``end``;
+    * revenue: of the acquired, who paid an order by ``end`` (and how much, net of refunds);
+    * referral: who brought someone in (counted once campaigns exist; 0 until then).
+
+    Each stage's ``rate`` is its count over the previous stage's.
+    """
+    types = tuple(active_types or default_active_types())
+    [row] = engine.rows(
+        tenant_id,
+        f"""
+        WITH cohort AS (
+            SELECT id, first_added_at FROM customers
+            WHERE merged_into_id IS NULL AND first_added_at IS NOT NULL
+              AND first_added_at::DATE BETWEEN ? AND ?
+        ),
+        acts AS (
+            SELECT e.customer_id, e.occurred_at, c.first_added_at FROM events e
+            JOIN cohort c ON c.id = e.customer_id
+            WHERE e.type IN {_sql_list(types)}
+              AND e.occurred_at >= c.first_added_at
+              AND e.occurred_at::DATE <= ?
+        ),
+        paid AS (
+            SELECT o.customer_id, o.paid_at, c.first_added_at,
+                   o.paid_fen - o.refunded_fen AS net_fen
+            FROM orders o JOIN cohort c ON c.id = o.customer_id
+            WHERE o.status IN {_sql_list(MONEY_STATUSES)} AND o.paid_at::DATE <= ?
+        ),
+        activated AS (
+            SELECT customer_id FROM acts
+            WHERE occurred_at < first_added_at + to_days(?)
+            UNION
+            SELECT customer_id FROM paid WHERE paid_at < first_added_at + to_days(?)
+        ),
+        retained AS (
+            SELECT DISTINCT a.customer_id FROM acts a JOIN activated USING (customer_id)
+            WHERE a.occurred_at >= a.first_added_at + to_days(?)
+        )
+        SELECT (SELECT count(*) FROM cohort),
+               (SELECT count(*) FROM activated),
+               (SELECT count(*) FROM retained),
+               (SELECT count(DISTINCT customer_id) FROM paid),
+               (SELECT coalesce(sum(net_fen), 0) FROM paid)
+        """,
+        [start, end, end, end, activation_days, activation_days, activation_days],
+    )
+    acquired, activated, retained, paying, revenue_fen = row
+    stages = [
+        ("acquisition", acquired),
+        ("activation", activated),
+        ("retention", retained),
+        ("revenue", paying),
+        ("referral", 0),
+    ]
+    result = []
+    previous = None
+    for name, count in stages:
+        rate = count / previous if previous else (1.0 if name == "acquisition" else 0.0)
+        result.append({"stage": name, "customers": count, "rate": rate})
+        previous = count
+    return {
+        "stages": result,
+        "revenue_fen": int(revenue_fen),
+        "arppu_fen": int(revenue_fen) // paying if paying else 0,
+        "activation_days": activation_days,
+    }
+
+
+# --- value ----------------------------------------------------------------------------------------
+def revenue_by_day(engine: Engine, tenant_id: int, start: date, end: date) -> list[dict[str, Any]]:
+    """Per local day of payment: orders paid, paying customers, revenue paid and net of the
+    refunds those orders had by now (net revenue by order date)."""
+    rows = engine.rows(
+        tenant_id,
+        f"""
+        SELECT paid_at::DATE AS day, count(*), count(DISTINCT customer_id),
+               sum(paid_fen), sum(paid_fen - refunded_fen)
+        FROM orders
+        WHERE status IN {_sql_list(MONEY_STATUSES)} AND paid_at::DATE BETWEEN ? AND ?
+        GROUP BY ALL ORDER BY day
+        """,
+        [start, end],
+    )
+    return [
+        {"day": day, "orders": n, "customers": buyers, "paid_fen": int(paid), "net_fen": int(net)}
+        for day, n, buyers, paid, net in rows
+    ]
+
+
+def value_by_channel(
+    engine: Engine, tenant_id: int, *, start: date, end: date
+) -> list[dict[str, Any]]:
+    """For the customers first added between ``start`` and ``end``, per source channel: how
+    many, how many bought, their net revenue to date, historical LTV (net revenue per
+    acquired customer), repurchase rate (buyers with 2+ orders over buyers)."""
+    rows = engine.rows(
+        tenant_id,
+        f"""
+        WITH cohort AS (
+            SELECT id, coalesce(source_state, '') AS channel FROM customers
+            WHERE merged_into_id IS NULL AND first_added_at IS NOT NULL
+              AND first_added_at::DATE BETWEEN ? AND ?
+        ),
+        spend AS (
+            SELECT customer_id, count(*) FILTER (WHERE status <> 'refunded') AS orders,
+                   sum(paid_fen - refunded_fen) AS net_fen
+            FROM orders WHERE status IN {_sql_list(MONEY_STATUSES)}
+            GROUP BY customer_id
+        )
+        SELECT c.channel, count(*),
+               count(s.customer_id) FILTER (WHERE s.orders > 0),
+               count(s.customer_id) FILTER (WHERE s.orders > 1),
+               coalesce(sum(s.net_fen), 0)
+        FROM cohort c LEFT JOIN spend s ON s.customer_id = c.id
+        GROUP BY ALL ORDER BY 2 DESC, 1
+        """,
+        [start, end],
+    )
+    return [
+        {
+            "channel": channel,
+            "customers": customers,
+            "buyers": buyers,
+            "repeat_buyers": repeat,
+            "net_fen": int(net),
+            "ltv_fen": int(net) // customers if customers else 0,
+            "repurchase_rate": repeat / buyers if buyers else 0.0,
+        }
+        for channel, customers, buyers, repeat, net in rows
+    ]
+
+
 def _sql_list(values: Sequence[str]) -> str:
     """A literal list of event types for IN (...): checked names only (no quotes inside)."""
     cleaned = []

@@ -18,6 +18,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from siyu.analytics import metrics
 from siyu.analytics.engine import DuckDBEngine
@@ -43,6 +44,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     engine = DuckDBEngine(store)
     tenant_id = actor.tenant_id
     charts = {
+        "funnel": _funnel(metrics.aarrr(engine, tenant_id, start=start, end=end)),
+        "revenue": _revenue(metrics.revenue_by_day(engine, tenant_id, start, end)),
         "acquisition": _acquisition(metrics.new_customers(engine, tenant_id, start, end)),
         "activity": _activity(metrics.activity(engine, tenant_id, start=start, end=end)),
         "retention": _retention(
@@ -89,6 +92,42 @@ def _range(request: HttpRequest) -> tuple[date, date]:
     if (end - start).days + 1 > MAX_DAYS:
         start = end - timedelta(days=MAX_DAYS - 1)
     return start, end
+
+
+STAGE_LABELS = {
+    "acquisition": gettext_lazy("acquired"),
+    "activation": gettext_lazy("activated"),
+    "retention": gettext_lazy("retained"),
+    "revenue": gettext_lazy("paying"),
+    "referral": gettext_lazy("referring"),
+}
+
+
+def _funnel(funnel: dict[str, Any]) -> dict[str, Any]:
+    """AARRR as a funnel: each stage's customers and its rate over the previous stage."""
+    stages = funnel["stages"]
+    return {
+        "stages": [
+            {
+                "name": str(STAGE_LABELS[stage["stage"]]),
+                "value": stage["customers"],
+                "rate": round(stage["rate"] * 100, 1),
+            }
+            for stage in stages
+        ],
+        "revenue": f"¥{funnel['revenue_fen'] / 100:,.2f}",
+        "total": stages[0]["customers"] if stages else 0,
+    }
+
+
+def _revenue(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Bars per day of payment: paid and net of refunds, in yuan."""
+    return {
+        "days": [row["day"].isoformat() for row in rows],
+        "paid": [row["paid_fen"] / 100 for row in rows],
+        "net": [row["net_fen"] / 100 for row in rows],
+        "total": sum(row["orders"] for row in rows),
+    }
 
 
 def _acquisition(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -66,3 +66,19 @@ def test_bad_parameters_are_4xx(api, copy, path, params):
 def test_sales_may_not_read_tenant_metrics(api_as, tenant, copy):
     sales = StaffFactory(tenant=tenant, roles=["sales"], wecom_userid="seller")
     assert api_as(tenant, staff=sales).get("/analytics/activity").status_code == 403
+
+
+def test_aarrr_revenue_and_value_endpoints(api, copy):
+    day = str(copy - timedelta(days=1))
+    funnel = api.get("/analytics/aarrr", start=day, end=str(copy)).json()
+    assert [stage["stage"] for stage in funnel["stages"]] == [
+        "acquisition",
+        "activation",
+        "retention",
+        "revenue",
+        "referral",
+    ]
+    assert funnel["stages"][0]["customers"] == 1
+    assert api.get("/analytics/revenue").json()["rows"] == []
+    (row,) = api.get("/analytics/value-by-channel", start=day).json()["rows"]
+    assert (row["channel"], row["customers"], row["ltv_fen"]) == ("poster", 1, 0)

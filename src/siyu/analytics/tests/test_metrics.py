@@ -157,3 +157,80 @@ def test_an_empty_tenant_has_empty_metrics(tmp_path, other_tenant, tenant):
     assert metrics.new_customers(engine, tenant.pk, DAY0, DAY0) == []
     assert metrics.retention(engine, tenant.pk, start=DAY0, end=DAY0, as_of=DAY0) == []
     assert [row["dau"] for row in metrics.activity(engine, tenant.pk, start=DAY0, end=DAY0)] == [0]
+
+
+def pay(tenant, customer, order_id: str, day: int, fen: int, *, refunded: bool = False) -> None:
+    from siyu.commerce import services as commerce
+
+    paid_at = at(day)
+    refunds = (commerce.RefundIn(f"R-{order_id}", fen, paid_at + timedelta(hours=1)),)
+    commerce.ingest_order(
+        tenant,
+        commerce.OrderIn(
+            shop_order_id=order_id,
+            status="refunded" if refunded else "paid",
+            updated_at=paid_at + timedelta(hours=2),
+            paid_at=paid_at,
+            buyer=commerce.BuyerIn(external_userid=customer.external_userid),
+            lines=(commerce.LineIn(sku="A", unit_price_fen=fen),),
+            refunds=refunds if refunded else (),
+        ),
+    )
+
+
+@pytest.fixture
+def with_orders(population, tenant, tmp_path):
+    """The population, plus: ann pays ¥9.90 on day 2 and ¥299 on day 10; cat pays ¥9.90 on
+    day 20, refunded in full."""
+    engine, people = population
+    pay(tenant, people["ann"], "A1", 2, 990)
+    pay(tenant, people["ann"], "A2", 10, 29900)
+    pay(tenant, people["cat"], "C1", 20, 990, refunded=True)
+    sync(engine.store)
+    return engine, people
+
+
+def test_the_aarrr_funnel(with_orders, tenant):
+    engine, _people = with_orders
+    funnel = metrics.aarrr(
+        engine,
+        tenant.pk,
+        start=DAY0,
+        end=DAY0 + timedelta(days=13),
+        activation_days=7,
+        active_types=["message.received"],
+    )
+    stages = {stage["stage"]: (stage["customers"], stage["rate"]) for stage in funnel["stages"]}
+    assert stages == {
+        "acquisition": (4, 1.0),  # ann, bob, cat, dan
+        "activation": (3, 3 / 4),  # ann, cat (day 1), dan (day 7); bob did nothing
+        "retention": (1, 1 / 3),  # ann, active again on day 8 (after her first 7 days)
+        "revenue": (1, 1.0),  # ann paid by day 13; cat's order is on day 20
+        "referral": (0, 0.0),
+    }
+    assert (funnel["revenue_fen"], funnel["arppu_fen"]) == (30890, 30890)
+
+
+def test_revenue_by_day_is_net_of_refunds(with_orders, tenant):
+    engine, _people = with_orders
+    rows = metrics.revenue_by_day(engine, tenant.pk, DAY0, DAY0 + timedelta(days=30))
+    assert [(row["day"], row["paid_fen"], row["net_fen"]) for row in rows] == [
+        (DAY0 + timedelta(days=2), 990, 990),
+        (DAY0 + timedelta(days=10), 29900, 29900),
+        (DAY0 + timedelta(days=20), 990, 0),
+    ]
+
+
+def test_value_by_channel(with_orders, tenant):
+    engine, _people = with_orders
+    (row,) = metrics.value_by_channel(engine, tenant.pk, start=DAY0, end=DAY0 + timedelta(days=13))
+    # one channel (none): 4 customers, ann bought twice, cat's only order was refunded
+    assert row == {
+        "channel": "",
+        "customers": 4,
+        "buyers": 1,
+        "repeat_buyers": 1,
+        "net_fen": 30890,
+        "ltv_fen": 30890 // 4,
+        "repurchase_rate": 1.0,
+    }
