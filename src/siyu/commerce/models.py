@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from siyu.core.crypto import EncryptedTextField
 from siyu.core.scoping import TenantScopedModel
@@ -89,8 +90,9 @@ class Order(TenantScopedModel):
     data_scope_owner = "customer__owner"
 
     class Meta:
-        verbose_name = _("order")
-        verbose_name_plural = _("orders")
+        # "order" alone is also the sort order of tags in the catalogue (排序)
+        verbose_name = pgettext_lazy("purchase", "order")
+        verbose_name_plural = pgettext_lazy("purchase", "orders")
         ordering = ["-placed_at", "-id"]
         constraints = [
             models.UniqueConstraint(
@@ -105,6 +107,8 @@ class Order(TenantScopedModel):
             models.Index(fields=["tenant", "buyer_phone_hash"], name="order_buyer_phone"),
             # the analytics copy reads the orders changed since its last sync
             models.Index(fields=["updated_at"], name="order_updated_at"),
+            # the console's order list, newest first
+            models.Index(fields=["tenant", "-placed_at", "-id"], name="order_tenant_placed"),
         ]
 
     def __str__(self) -> str:

@@ -1,4 +1,9 @@
-"""Order facts on the customer timeline, one readable line each (see siyu.customers.timeline)."""
+"""Order facts on the customer timeline, one readable line each (see siyu.customers.timeline).
+
+The commerce domain owns these event types, so it owns their sentences. An event without
+the shop's order id (recorded by an older version, or by hand through the events API) still
+reads well.
+"""
 
 from __future__ import annotations
 
@@ -10,31 +15,34 @@ from siyu.customers.timeline import DescribeContext, describes
 
 
 def yuan(fen: int) -> str:
-    """Fen as yuan for people: ¥9.90."""
-    return f"¥{fen / 100:,.2f}"
+    """Fen as yuan for people: 9.90, 1,299.00 (the sentence puts the ¥)."""
+    return f"{int(fen) / 100:,.2f}"
 
 
-@describes(events.ORDER_PAID, icon="shopping_bag")
+@describes(events.ORDER_PAID, icon="shopping_cart")
 def _order_paid(event: Event, context: DescribeContext) -> str:
     payload = event.payload
-    return _("Paid order %(order)s: %(amount)s") % {
-        "order": payload.get("shop_order_id", ""),
-        "amount": yuan(int(payload.get("amount_fen") or 0)),
-    }
+    amount = yuan(payload["amount_fen"])
+    if payload.get("shop_order_id"):
+        return _("Paid order %(order)s: ¥%(amount)s") % {
+            "order": payload["shop_order_id"],
+            "amount": amount,
+        }
+    return _("Paid an order of ¥%(amount)s") % {"amount": amount}
 
 
 @describes(events.ORDER_REFUNDED, icon="currency_exchange")
 def _order_refunded(event: Event, context: DescribeContext) -> str:
     payload = event.payload
+    amount = yuan(payload["amount_fen"])
+    if not payload.get("shop_order_id"):
+        return _("Refunded ¥%(amount)s") % {"amount": amount}
     template = (
-        _("Order %(order)s refunded in full: %(amount)s")
+        _("Order %(order)s refunded in full: ¥%(amount)s")
         if payload.get("full")
-        else _("Order %(order)s partly refunded: %(amount)s")
+        else _("Order %(order)s partly refunded: ¥%(amount)s")
     )
-    return template % {
-        "order": payload.get("shop_order_id", ""),
-        "amount": yuan(int(payload.get("amount_fen") or 0)),
-    }
+    return template % {"order": payload["shop_order_id"], "amount": amount}
 
 
 @describes(events.ORDER_CANCELLED, icon="remove_shopping_cart")

@@ -80,6 +80,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("acquisition", _("Acquisition")),
     Section("engagement", _("Engagement")),
     Section("community", _("Community")),
+    Section("commerce", _("Commerce")),
     Section("campaigns", _("Campaigns")),
     Section("loyalty", _("Membership")),
     Section("distribution", _("Distribution")),

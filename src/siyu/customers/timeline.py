@@ -440,20 +440,6 @@ def _task_dismissed(event: Event, context: DescribeContext) -> str:
     return _("A task of %(staff)s was dismissed") % {"staff": _staff(event)}
 
 
-def _yuan(fen: Any) -> str:
-    return f"{int(fen) / 100:.2f}"
-
-
-@describes("order.paid", icon="shopping_cart")
-def _order_paid(event: Event, context: DescribeContext) -> str:
-    return _("Paid an order of ¥%(amount)s") % {"amount": _yuan(event.payload["amount_fen"])}
-
-
-@describes("order.refunded", icon="currency_exchange")
-def _order_refunded(event: Event, context: DescribeContext) -> str:
-    return _("Refunded ¥%(amount)s") % {"amount": _yuan(event.payload["amount_fen"])}
-
-
 @describes("message.received", "message.sent", "chat.replied", icon="chat")
 def _message(event: Event, context: DescribeContext) -> str:
     if event.type == "message.sent":

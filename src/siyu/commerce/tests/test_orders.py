@@ -252,3 +252,16 @@ def test_a_merge_moves_the_duplicates_orders_to_the_survivor(
     with django_capture_on_commit_callbacks(execute=True):
         merge.merge_customers(actor_of(admin_staff), survivor=survivor, duplicate=duplicate)
     assert Order.objects.for_tenant(tenant).get().customer == survivor
+
+
+def test_order_facts_read_well_on_the_timeline(tenant):
+    from siyu.customers import timeline
+
+    customer = CustomerFactory(tenant=tenant)
+    buyer = BuyerIn(external_userid=customer.external_userid)
+    lines = (LineIn(sku="CORE-1", quantity=1, unit_price_fen=129900),)
+    part = RefundIn(refund_id="R-1", amount_fen=30000, refunded_at=T0 + timedelta(days=1))
+    services.ingest_order(tenant, order_in("SO-7", lines=lines, buyer=buyer, refunds=(part,)))
+    texts = [entry.text for entry in timeline.timeline(customer).entries]
+    assert "Paid order SO-7: ¥1,299.00" in texts
+    assert "Order SO-7 partly refunded: ¥300.00" in texts

@@ -136,7 +136,8 @@ def test_the_sidebar_is_grouped_by_domain_and_gated_by_permission(
         "客户": crm,
         "触达": ["我的待办"],
         "社群": ["客户群"],
-        "数据": ["仪表盘", "后台任务", "事件"],
+        "交易": ["订单", "商品", "商城 Webhook"],
+        "数据": ["仪表盘", "后台任务", "数据分析", "事件"],
         "设置": [
             "企业",
             "部门",
@@ -158,7 +159,8 @@ def test_the_sidebar_is_grouped_by_domain_and_gated_by_permission(
         "客户": [page for page in crm if page not in ("导入客户", "导出客户")],
         "触达": ["我的待办"],
         "社群": ["客户群"],
-        "数据": ["仪表盘", "后台任务", "事件"],
+        "交易": ["订单", "商品"],  # what their customers bought; no webhook
+        "数据": ["仪表盘", "后台任务", "事件"],  # no tenant-wide analytics
         "设置": ["员工", "RFM 设置"],
     }
 
