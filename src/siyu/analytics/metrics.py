@@ -90,53 +90,52 @@ def retention(
             FROM customers
             WHERE merged_into_id IS NULL AND first_added_at IS NOT NULL
               AND first_added_at::DATE BETWEEN ? AND ?
-        ),
-        checkpoints AS (
-            SELECT c.customer_id, c.cohort, o.k,
-                   (c.cohort + o.k * INTERVAL 1 {period})::DATE AS period_start,
-                   (c.cohort + (o.k + 1) * INTERVAL 1 {period})::DATE AS period_end
-            FROM cohort c CROSS JOIN range(0, ?) o(k)
-            WHERE (c.cohort + o.k * INTERVAL 1 {period})::DATE <= ?
         )"""
     if measure == "friend":
+        # For each cohort member and offset, the friendship event in force at the end of
+        # that period: an ASOF join (the latest event before the moment), sort-merged.
         sql = f"""
             WITH {cohort_sql},
+            checkpoints AS (
+                SELECT c.customer_id, c.cohort, o.k,
+                       CAST((c.cohort + (o.k + 1) * INTERVAL 1 {period})::DATE
+                            AS TIMESTAMPTZ) AS period_end
+                FROM cohort c CROSS JOIN range(0, ?) o(k)
+                WHERE (c.cohort + o.k * INTERVAL 1 {period})::DATE <= ?
+            ),
             friendship AS (
                 SELECT customer_id, occurred_at, type FROM events
                 WHERE type IN {_sql_list(FRIENDSHIP_TYPES)} AND customer_id IS NOT NULL
-            ),
-            state AS (
-                SELECT p.customer_id, p.cohort, p.k,
-                       arg_max(f.type, f.occurred_at) AS last_type
-                FROM checkpoints p
-                LEFT JOIN friendship f
-                  ON f.customer_id = p.customer_id
-                 AND f.occurred_at < CAST(p.period_end AS TIMESTAMPTZ)
-                GROUP BY ALL
             )
-            SELECT cohort, k, count(*) FILTER (WHERE last_type IS DISTINCT FROM 'customer.lost')
-            FROM state GROUP BY ALL ORDER BY cohort, k
+            SELECT p.cohort, p.k,
+                   count(*) FILTER (WHERE f.type IS DISTINCT FROM 'customer.lost')
+            FROM checkpoints p
+            ASOF LEFT JOIN friendship f
+              ON f.customer_id = p.customer_id AND p.period_end > f.occurred_at
+            GROUP BY ALL ORDER BY p.cohort, p.k
         """
         params: list[Any] = [start, end, offsets, as_of]
     elif measure == "active":
+        # Each active day lands in one offset of its customer's cohort: no grid of
+        # customers × offsets to join against.
         types = tuple(active_types or default_active_types())
         sql = f"""
             WITH {cohort_sql},
             activity AS (
-                SELECT DISTINCT customer_id, occurred_at::DATE AS day FROM events
-                WHERE type IN {_sql_list(types)} AND customer_id IS NOT NULL
-                  AND occurred_at::DATE >= ?
+                SELECT DISTINCT e.customer_id, c.cohort,
+                       date_sub('{period}', c.cohort,
+                                date_trunc('{period}', e.occurred_at::DATE)::DATE) AS k
+                FROM events e JOIN cohort c ON c.customer_id = e.customer_id
+                WHERE e.type IN {_sql_list(types)}
+                  AND e.occurred_at::DATE >= date_trunc('{period}', CAST(? AS DATE))
+                  AND e.occurred_at::DATE >= c.cohort
+                  AND e.occurred_at::DATE <= ?
             )
-            SELECT p.cohort, p.k, count(DISTINCT p.customer_id) FILTER (
-                WHERE a.customer_id IS NOT NULL
-            )
-            FROM checkpoints p
-            LEFT JOIN activity a
-              ON a.customer_id = p.customer_id
-             AND a.day >= p.period_start AND a.day < p.period_end
-            GROUP BY ALL ORDER BY p.cohort, p.k
+            SELECT cohort, k, count(*) FROM activity
+            WHERE k < ?
+            GROUP BY ALL ORDER BY cohort, k
         """
-        params = [start, end, offsets, as_of, start]
+        params = [start, end, start, as_of, offsets]
     else:
         raise ValueError("measure must be friend or active")
     sizes = dict(
@@ -151,10 +150,25 @@ def retention(
             [start, end],
         )
     )
-    retained: dict[date, list[int]] = {cohort: [] for cohort in sizes}
-    for cohort, _k, count in engine.rows(tenant_id, sql, params):
-        retained[cohort].append(count)
+    begun = {cohort: _periods_begun(cohort, as_of, period, offsets) for cohort in sizes}
+    retained: dict[date, list[int]] = {cohort: [0] * begun[cohort] for cohort in sizes}
+    for cohort, k, count in engine.rows(tenant_id, sql, params):
+        if k < begun[cohort]:
+            retained[cohort][k] = count
     return [Cohort(cohort, sizes[cohort], retained[cohort]) for cohort in sorted(sizes)]
+
+
+def _periods_begun(cohort: date, as_of: date, period: str, offsets: int) -> int:
+    """How many of the cohort's periods (at most ``offsets``) have begun by ``as_of``."""
+    if as_of < cohort:
+        return 0
+    if period == "day":
+        elapsed = (as_of - cohort).days
+    elif period == "week":
+        elapsed = (as_of - cohort).days // 7
+    else:
+        elapsed = (as_of.year - cohort.year) * 12 + as_of.month - cohort.month
+    return min(offsets, elapsed + 1)
 
 
 def day_n_retention(cohorts: list[Cohort], days: Sequence[int] = (1, 7, 30)) -> dict[int, float]:
@@ -181,24 +195,51 @@ def activity(
     """Per local day: DAU (customers active that day), WAU (in the 7 days ending that day),
     MAU (in the 30 days ending that day) and stickiness = DAU / MAU."""
     types = tuple(active_types or default_active_types())
+    # Each customer's active days become spans "counted in the w-day window" that never
+    # overlap: from an active day to w-1 days later or the day before their next active
+    # day. A +1 where a span starts and a -1 after it ends, summed in day order, gives the
+    # active customers of every day at once; an ASOF join reads it for each day asked.
     rows = engine.rows(
         tenant_id,
         f"""
-        WITH days AS (
-            SELECT CAST(generate_series AS DATE) AS day
-            FROM generate_series(CAST(? AS DATE), CAST(? AS DATE), INTERVAL 1 DAY)
-        ),
-        active AS (
+        WITH active AS (
             SELECT DISTINCT customer_id, occurred_at::DATE AS day FROM events
             WHERE type IN {_sql_list(types)} AND customer_id IS NOT NULL
               AND occurred_at::DATE BETWEEN CAST(? AS DATE) - 29 AND CAST(? AS DATE)
+        ),
+        nexts AS (
+            SELECT day, lead(day) OVER (PARTITION BY customer_id ORDER BY day) AS next_day
+            FROM active
+        ),
+        windows AS (SELECT * FROM (VALUES (1), (7), (30)) windows(w)),
+        spans AS (
+            SELECT w, day AS first_day,
+                   least(day + (w - 1), coalesce(next_day - 1, day + (w - 1))) AS last_day
+            FROM nexts CROSS JOIN windows
+        ),
+        steps AS (
+            SELECT w, first_day AS day, 1 AS delta FROM spans
+            UNION ALL
+            SELECT w, last_day + 1 AS day, -1 AS delta FROM spans
+        ),
+        running AS (
+            SELECT w, day, sum(sum(delta)) OVER (PARTITION BY w ORDER BY day) AS customers
+            FROM steps GROUP BY w, day
+        ),
+        days AS (
+            SELECT CAST(generate_series AS DATE) AS day, w
+            FROM generate_series(CAST(? AS DATE), CAST(? AS DATE), INTERVAL 1 DAY)
+            CROSS JOIN windows
+        ),
+        counted AS (
+            SELECT d.day, d.w, coalesce(r.customers, 0) AS customers
+            FROM days d ASOF LEFT JOIN running r ON r.w = d.w AND d.day >= r.day
         )
-        SELECT d.day,
-               count(DISTINCT a.customer_id) FILTER (WHERE a.day = d.day),
-               count(DISTINCT a.customer_id) FILTER (WHERE a.day > d.day - 7),
-               count(DISTINCT a.customer_id)
-        FROM days d LEFT JOIN active a ON a.day BETWEEN d.day - 29 AND d.day
-        GROUP BY d.day ORDER BY d.day
+        SELECT day,
+               max(customers) FILTER (WHERE w = 1),
+               max(customers) FILTER (WHERE w = 7),
+               max(customers) FILTER (WHERE w = 30)
+        FROM counted GROUP BY day ORDER BY day
         """,
         [start, end, start, end],
     )
