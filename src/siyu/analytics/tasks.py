@@ -81,3 +81,19 @@ def rebuild_analytics_copy() -> None:
         logger.info("analytics rebuild skipped: a sync holds the writer lock")
         return
     logger.info("analytics copy rebuilt: %s events in %.1f s", report.events, report.seconds)
+
+
+@db_periodic_task(crontab(hour="5", minute="0"))
+def refresh_all_predictions() -> None:
+    """Nightly, after the rebuild: each tenant's buyers' predicted value."""
+    from siyu.analytics.predictions import refresh_predictions
+    from siyu.analytics.store import ColumnarStore
+
+    for tenant_id in ColumnarStore().tenants("orders"):
+        report = refresh_predictions(tenant_id)
+        logger.info(
+            "predictions of tenant %s: %s stored%s",
+            tenant_id,
+            report.stored,
+            f" (skipped: {report.skipped})" if report.skipped else "",
+        )
