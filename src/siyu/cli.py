@@ -156,6 +156,32 @@ def analytics() -> None:
     """The analytics engine's columnar copy."""
 
 
+@analytics.command("predict")
+@click.option("--tenant", "slug", default=None, help="One tenant (default: every tenant)")
+@django_command
+def analytics_predict(slug: str | None) -> None:
+    """Fit the buyers' predicted value (what the worker does nightly) from the copy."""
+    from siyu.analytics.predictions import refresh_predictions
+    from siyu.analytics.store import ColumnarStore
+    from siyu.tenancy.models import Tenant
+
+    if slug:
+        tenant = Tenant.objects.filter(slug=slug).first()
+        if tenant is None:
+            raise click.ClickException(f"No tenant {slug!r}")
+        tenant_ids = [tenant.pk]
+    else:
+        tenant_ids = ColumnarStore().tenants("orders")
+    if not tenant_ids:
+        click.echo("No orders in the analytics copy yet (run 'siyu analytics sync').")
+    for tenant_id in tenant_ids:
+        report = refresh_predictions(tenant_id)
+        reason = f" — skipped: {report.skipped}" if report.skipped else ""
+        click.echo(
+            f"tenant {tenant_id}: {report.buyers:,} buyers, {report.stored:,} predictions{reason}"
+        )
+
+
 @analytics.command("sync")
 @click.option("--rebuild", is_flag=True, help="Forget the copy and copy everything again.")
 @django_command
