@@ -271,3 +271,53 @@ def value_by_channel(request: HttpRequest, filters: Query[RangeIn]):
     engine, freshness = _engine()
     rows = metrics.value_by_channel(engine, actor.tenant_id, start=start, end=end)
     return {"rows": rows, "freshness": freshness}
+
+
+# --- funnels ----------------------------------------------------------------------------------
+class FunnelIn(RangeIn):
+    steps: str = Field(
+        description="Comma-separated event types in order, 2 to 8 "
+        "(e.g. customer.added,material.opened,order.paid,order.paid)",
+        examples=["customer.added,material.opened,order.paid,order.paid"],
+    )
+    window_days: int = Field(30, ge=1, le=365, description="From entering the funnel")
+    by: Literal["", "channel"] = Field("", description="channel: one funnel per source channel")
+
+
+class FunnelStep(Schema):
+    channel: str
+    step: int
+    type: str
+    customers: int
+    rate_from_previous: float
+    rate_from_first: float
+    median_seconds_from_previous: float | None
+
+
+class FunnelOut(Schema):
+    steps: list[FunnelStep]
+    freshness: Freshness
+
+
+@router.get("/analytics/funnel", response={200: FunnelOut, **READ_ERRORS})
+def funnel(request: HttpRequest, filters: Query[FunnelIn]):
+    """Customers through ordered steps within a conversion window (docs/metrics.md)."""
+    actor = require(request, "analytics:read")
+    start, end = _range(filters)
+    steps = _types(filters.steps) or []
+    if not 2 <= len(steps) <= metrics.MAX_STEPS:
+        raise InvalidInput(
+            _("A funnel has 2 to %(max)d steps") % {"max": metrics.MAX_STEPS},
+            details={"steps": filters.steps[:200]},
+        )
+    engine, freshness = _engine()
+    rows = metrics.funnel(
+        engine,
+        actor.tenant_id,
+        steps=steps,
+        start=start,
+        end=end,
+        window_days=filters.window_days,
+        by_channel=filters.by == "channel",
+    )
+    return {"steps": rows, "freshness": freshness}

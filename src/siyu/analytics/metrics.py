@@ -341,6 +341,96 @@ def aarrr(
     }
 
 
+# --- funnels -------------------------------------------------------------------------------------
+MAX_STEPS = 8
+
+
+def funnel(
+    engine: Engine,
+    tenant_id: int,
+    *,
+    steps: Sequence[str],
+    start: date,
+    end: date,
+    window_days: int = 30,
+    by_channel: bool = False,
+) -> list[dict[str, Any]]:
+    """Ordered steps over events: customers whose first ``steps[0]`` falls between ``start``
+    and ``end`` enter; a customer reaches step n at their first ``steps[n]`` after the time
+    they reached step n-1, within ``window_days`` of entering. The same type may repeat
+    (``order.paid, order.paid``: a first and a second order).
+
+    Per step (and per source channel with ``by_channel``): customers, conversion from the
+    previous step and from the first, and the median time from the previous step (seconds).
+    """
+    if not 2 <= len(steps) <= MAX_STEPS:
+        raise ValueError(f"a funnel has 2 to {MAX_STEPS} steps")
+    ctes = [
+        f"""
+        s0 AS (
+            SELECT customer_id, min(occurred_at) AS t, min(occurred_at) AS t0 FROM events
+            WHERE type IN {_sql_list([steps[0]])} AND customer_id IS NOT NULL
+              AND occurred_at::DATE BETWEEN ? AND ?
+            GROUP BY customer_id
+        )"""
+    ]
+    for n, step in enumerate(steps[1:], start=1):
+        # the same moment counts as "after" unless the step repeats the previous type (one
+        # event must not be a first and a second order at once)
+        after = ">" if step == steps[n - 1] else ">="
+        ctes.append(
+            f"""
+        s{n} AS (
+            SELECT p.customer_id, min(e.occurred_at) AS t, any_value(p.t0) AS t0,
+                   any_value(p.t) AS previous
+            FROM s{n - 1} p JOIN events e
+              ON e.customer_id = p.customer_id AND e.type IN {_sql_list([step])}
+             AND e.occurred_at {after} p.t AND e.occurred_at <= p.t0 + to_days(?)
+            GROUP BY p.customer_id
+        )"""
+        )
+    channel = "coalesce(c.source_state, '')" if by_channel else "''"
+    selects = [
+        f"""
+        SELECT 0 AS step, {channel} AS channel, count(*) AS customers, NULL AS median_seconds
+        FROM s0 LEFT JOIN customers c ON c.id = s0.customer_id GROUP BY ALL"""
+    ]
+    for n in range(1, len(steps)):
+        selects.append(
+            f"""
+        SELECT {n}, {channel}, count(*),
+               median(epoch(s{n}.t) - epoch(s{n}.previous))
+        FROM s{n} LEFT JOIN customers c ON c.id = s{n}.customer_id GROUP BY ALL"""
+        )
+    sql = "WITH " + ",".join(ctes) + "\n" + "\nUNION ALL".join(selects)
+    params: list[Any] = [start, end] + [window_days] * (len(steps) - 1)
+    counts: dict[tuple[str, int], tuple[int, float | None]] = {}
+    for step, channel_name, customers, median_seconds in engine.rows(tenant_id, sql, params):
+        counts[(channel_name, step)] = (customers, median_seconds)
+    channels = sorted({key[0] for key in counts}) or [""]
+    result = []
+    for channel_name in channels:
+        first = counts.get((channel_name, 0), (0, None))[0]
+        previous = first
+        for n, step in enumerate(steps):
+            customers, median_seconds = counts.get((channel_name, n), (0, None))
+            result.append(
+                {
+                    "channel": channel_name,
+                    "step": n,
+                    "type": step,
+                    "customers": customers,
+                    "rate_from_previous": customers / previous if previous else 0.0,
+                    "rate_from_first": customers / first if first else 0.0,
+                    "median_seconds_from_previous": (
+                        None if median_seconds is None else float(median_seconds)
+                    ),
+                }
+            )
+            previous = customers
+    return result
+
+
 # --- value ----------------------------------------------------------------------------------------
 def revenue_by_day(engine: Engine, tenant_id: int, start: date, end: date) -> list[dict[str, Any]]:
     """Per local day of payment: orders paid, paying customers, revenue paid and net of the

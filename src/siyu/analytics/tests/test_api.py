@@ -82,3 +82,13 @@ def test_aarrr_revenue_and_value_endpoints(api, copy):
     assert api.get("/analytics/revenue").json()["rows"] == []
     (row,) = api.get("/analytics/value-by-channel", start=day).json()["rows"]
     assert (row["channel"], row["customers"], row["ltv_fen"]) == ("poster", 1, 0)
+
+
+def test_the_funnel_endpoint(api, copy):
+    day = str(copy - timedelta(days=1))
+    answer = api.get(
+        "/analytics/funnel", start=day, steps="customer.added,message.received", window_days=7
+    )
+    assert answer.status_code == 200, answer.content
+    assert [step["customers"] for step in answer.json()["steps"]] == [1, 1]
+    assert api.get("/analytics/funnel", steps="customer.added").status_code == 400

@@ -234,3 +234,45 @@ def test_value_by_channel(with_orders, tenant):
         "ltv_fen": 30890 // 4,
         "repurchase_rate": 1.0,
     }
+
+
+def test_a_funnel_with_a_window_and_a_repeated_step(with_orders, tenant):
+    """added → wrote → paid → paid again, 14-day window: ann wrote (day 1), paid (day 2) and
+    paid again (day 10); cat wrote (day 1) but paid on day 20, outside her window; dan wrote
+    the moment he was added; bob never wrote."""
+    engine, _people = with_orders
+    rows = metrics.funnel(
+        engine,
+        tenant.pk,
+        steps=["customer.added", "message.received", "order.paid", "order.paid"],
+        start=DAY0,
+        end=DAY0 + timedelta(days=13),
+        window_days=14,
+    )
+    assert [(row["customers"], round(row["rate_from_previous"], 4)) for row in rows] == [
+        (4, 1.0),
+        (3, 0.75),
+        (1, round(1 / 3, 4)),
+        (1, 1.0),
+    ]
+    # ann: 8 days between her first and second order
+    assert rows[3]["median_seconds_from_previous"] == 8 * 86400
+    assert rows[1]["median_seconds_from_previous"] is not None
+
+
+def test_a_funnel_by_channel(population, tenant):
+    engine, _people = population
+    rows = metrics.funnel(
+        engine,
+        tenant.pk,
+        steps=["customer.added", "message.received"],
+        start=DAY0,
+        end=DAY0 + timedelta(days=13),
+        by_channel=True,
+    )
+    assert {(row["channel"], row["step"], row["customers"]) for row in rows} == {
+        ("", 0, 4),
+        ("", 1, 3),
+    }
+    with pytest.raises(ValueError):
+        metrics.funnel(engine, tenant.pk, steps=["x"], start=DAY0, end=DAY0)
