@@ -5,6 +5,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from siyu.analytics.views import dashboard as analytics_dashboard
+from siyu.analytics.views import export_csv as analytics_csv
 from siyu.api import api
 from siyu.core.job_views import download as job_download
 from siyu.core.views import health, ping
@@ -21,6 +22,11 @@ urlpatterns = [
         "console/analytics/",
         admin.site.admin_view(analytics_dashboard),
         name="analytics-dashboard",
+    ),
+    path(
+        "console/analytics/<slug:metric>.csv",
+        admin.site.admin_view(analytics_csv),
+        name="analytics-csv",
     ),
     path("console/", admin.site.urls),
     path("api/v1/", api.urls),

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_date
@@ -72,6 +72,13 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "measure": measure,
         "periods": [("day", _("days")), ("week", _("weeks")), ("month", _("months"))],
         "freshness": store.load_state().events_watermark,
+        "csv_links": [
+            ("aarrr", _("AARRR")),
+            ("revenue", _("revenue")),
+            ("new-customers", _("new customers")),
+            ("activity", _("activity")),
+            ("retention", _("retention")),
+        ],
     }
     return TemplateResponse(request, "analytics/dashboard.html", context)
 
@@ -180,3 +187,65 @@ def _retention(cohorts: list[metrics.Cohort], period: str) -> dict[str, Any]:
         "total": sum(cohort.size for cohort in cohorts),
         "period": period,
     }
+
+
+# --- CSV exports -----------------------------------------------------------------------------
+def export_csv(request: HttpRequest, metric: str) -> HttpResponse:
+    """One metric of the page as CSV (UTF-8 with a BOM, so that Excel opens Chinese text)."""
+    import csv
+
+    actor = console_actor(request)
+    if not actor.has_perm(PERMISSION):
+        raise PermissionDenied
+    start, end = _range(request)
+    engine = DuckDBEngine(ColumnarStore())
+    tenant_id = actor.tenant_id
+    if metric == "new-customers":
+        header = ["day", "channel", "customers"]
+        rows = [
+            [r["day"], r["channel"], r["customers"]]
+            for r in metrics.new_customers(engine, tenant_id, start, end)
+        ]
+    elif metric == "activity":
+        header = ["day", "dau", "wau", "mau", "stickiness"]
+        rows = [
+            [r["day"], r["dau"], r["wau"], r["mau"], f"{r['stickiness']:.4f}"]
+            for r in metrics.activity(engine, tenant_id, start=start, end=end)
+        ]
+    elif metric == "retention":
+        period = request.GET.get("period", "week")
+        period = period if period in PERIODS else "week"
+        measure = "active" if request.GET.get("measure") == "active" else "friend"
+        cohorts = metrics.retention(
+            engine,
+            tenant_id,
+            start=start,
+            end=end,
+            as_of=timezone.localdate(),
+            period=period,
+            measure=measure,
+            offsets=PERIODS[period],
+        )
+        width = max((len(c.retained) for c in cohorts), default=0)
+        header = ["cohort", "size", *[f"+{k}" for k in range(width)]]
+        rows = [[c.start, c.size, *c.retained] for c in cohorts]
+    elif metric == "revenue":
+        header = ["day", "orders", "customers", "paid_fen", "net_fen"]
+        rows = [
+            [r["day"], r["orders"], r["customers"], r["paid_fen"], r["net_fen"]]
+            for r in metrics.revenue_by_day(engine, tenant_id, start, end)
+        ]
+    elif metric == "aarrr":
+        funnel = metrics.aarrr(engine, tenant_id, start=start, end=end)
+        header = ["stage", "customers", "rate"]
+        rows = [[s["stage"], s["customers"], f"{s['rate']:.4f}"] for s in funnel["stages"]]
+    else:
+        raise Http404
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    name = f"{metric}-{start.isoformat()}-{end.isoformat()}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response.write("\ufeff")
+    writer = csv.writer(response)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return response

@@ -58,3 +58,26 @@ def test_sales_staff_may_not_open_it(sales_staff, login, copied):
 def test_the_sidebar_links_it_for_those_who_may(admin_staff, sales_staff, login, copied):
     assert PAGE in login(admin_staff).get("/console/").content.decode()
     assert PAGE not in login(sales_staff).get("/console/").content.decode()
+
+
+@pytest.mark.parametrize(
+    ("metric", "header", "rows"),
+    [
+        ("new-customers", "day,channel,customers", 1),
+        ("activity", "day,dau,wau,mau,stickiness", 30),
+        ("retention", "cohort,size", 1),
+        ("revenue", "day,orders,customers,paid_fen,net_fen", 0),  # no orders
+        ("aarrr", "stage,customers,rate", 5),
+    ],
+)
+def test_each_chart_downloads_as_csv(admin_staff, login, copied, metric, header, rows):
+    response = login(admin_staff).get(f"/console/analytics/{metric}.csv")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    lines = response.content.decode("utf-8-sig").splitlines()
+    assert lines[0].startswith(header) and len(lines) - 1 >= rows
+
+
+def test_csv_of_an_unknown_metric_is_404_and_sales_are_refused(admin_staff, sales_staff, login):
+    assert login(admin_staff).get("/console/analytics/nonsense.csv").status_code == 404
+    assert login(sales_staff).get("/console/analytics/activity.csv").status_code == 403
