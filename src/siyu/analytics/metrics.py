@@ -2,7 +2,7 @@
 ``orders`` of one tenant (``siyu.analytics.engine``), plain Python data out.
 
 Formulas, in words, are in ``docs/metrics.md``. Days are the site's time zone's days (the
-engine sets the session time zone; ``x::DATE`` of a moment is its local date). Customers are
+engine defines ``local_day(moment)``, the moment's date there). Customers are
 the live records: a record merged into another is counted as that one.
 """
 
@@ -35,10 +35,10 @@ def new_customers(engine: Engine, tenant_id: int, start: date, end: date) -> lis
     rows = engine.rows(
         tenant_id,
         """
-        SELECT first_added_at::DATE AS day, coalesce(source_state, '') AS channel, count(*)
+        SELECT local_day(first_added_at) AS day, coalesce(source_state, '') AS channel, count(*)
         FROM customers
         WHERE merged_into_id IS NULL AND first_added_at IS NOT NULL
-          AND first_added_at::DATE BETWEEN ? AND ?
+          AND local_day(first_added_at) BETWEEN ? AND ?
         GROUP BY ALL ORDER BY day, channel
         """,
         [start, end],
@@ -86,10 +86,10 @@ def retention(
     cohort_sql = f"""
         cohort AS (
             SELECT id AS customer_id,
-                   date_trunc('{period}', first_added_at::DATE)::DATE AS cohort
+                   date_trunc('{period}', local_day(first_added_at))::DATE AS cohort
             FROM customers
             WHERE merged_into_id IS NULL AND first_added_at IS NOT NULL
-              AND first_added_at::DATE BETWEEN ? AND ?
+              AND local_day(first_added_at) BETWEEN ? AND ?
         )"""
     if measure == "friend":
         # For each cohort member and offset, the friendship event in force at the end of
@@ -124,12 +124,12 @@ def retention(
             activity AS (
                 SELECT DISTINCT e.customer_id, c.cohort,
                        date_sub('{period}', c.cohort,
-                                date_trunc('{period}', e.occurred_at::DATE)::DATE) AS k
+                                date_trunc('{period}', local_day(e.occurred_at))::DATE) AS k
                 FROM events e JOIN cohort c ON c.customer_id = e.customer_id
                 WHERE e.type IN {_sql_list(types)}
-                  AND e.occurred_at::DATE >= date_trunc('{period}', CAST(? AS DATE))
-                  AND e.occurred_at::DATE >= c.cohort
-                  AND e.occurred_at::DATE <= ?
+                  AND local_day(e.occurred_at) >= date_trunc('{period}', CAST(? AS DATE))
+                  AND local_day(e.occurred_at) >= c.cohort
+                  AND local_day(e.occurred_at) <= ?
             )
             SELECT cohort, k, count(*) FROM activity
             WHERE k < ?
@@ -142,9 +142,9 @@ def retention(
         engine.rows(
             tenant_id,
             f"""
-            SELECT date_trunc('{period}', first_added_at::DATE)::DATE, count(*) FROM customers
+            SELECT date_trunc('{period}', local_day(first_added_at))::DATE, count(*) FROM customers
             WHERE merged_into_id IS NULL AND first_added_at IS NOT NULL
-              AND first_added_at::DATE BETWEEN ? AND ?
+              AND local_day(first_added_at) BETWEEN ? AND ?
             GROUP BY ALL
             """,
             [start, end],
@@ -203,9 +203,9 @@ def activity(
         tenant_id,
         f"""
         WITH active AS (
-            SELECT DISTINCT customer_id, occurred_at::DATE AS day FROM events
+            SELECT DISTINCT customer_id, local_day(occurred_at) AS day FROM events
             WHERE type IN {_sql_list(types)} AND customer_id IS NOT NULL
-              AND occurred_at::DATE BETWEEN CAST(? AS DATE) - 29 AND CAST(? AS DATE)
+              AND local_day(occurred_at) BETWEEN CAST(? AS DATE) - 29 AND CAST(? AS DATE)
         ),
         nexts AS (
             SELECT day, lead(day) OVER (PARTITION BY customer_id ORDER BY day) AS next_day
@@ -286,20 +286,20 @@ def aarrr(
         WITH cohort AS (
             SELECT id, first_added_at FROM customers
             WHERE merged_into_id IS NULL AND first_added_at IS NOT NULL
-              AND first_added_at::DATE BETWEEN ? AND ?
+              AND local_day(first_added_at) BETWEEN ? AND ?
         ),
         acts AS (
             SELECT e.customer_id, e.occurred_at, c.first_added_at FROM events e
             JOIN cohort c ON c.id = e.customer_id
             WHERE e.type IN {_sql_list(types)}
               AND e.occurred_at >= c.first_added_at
-              AND e.occurred_at::DATE <= ?
+              AND local_day(e.occurred_at) <= ?
         ),
         paid AS (
             SELECT o.customer_id, o.paid_at, c.first_added_at,
                    o.paid_fen - o.refunded_fen AS net_fen
             FROM orders o JOIN cohort c ON c.id = o.customer_id
-            WHERE o.status IN {_sql_list(MONEY_STATUSES)} AND o.paid_at::DATE <= ?
+            WHERE o.status IN {_sql_list(MONEY_STATUSES)} AND local_day(o.paid_at) <= ?
         ),
         activated AS (
             SELECT customer_id FROM acts
@@ -370,7 +370,7 @@ def funnel(
         s0 AS (
             SELECT customer_id, min(occurred_at) AS t, min(occurred_at) AS t0 FROM events
             WHERE type IN {_sql_list([steps[0]])} AND customer_id IS NOT NULL
-              AND occurred_at::DATE BETWEEN ? AND ?
+              AND local_day(occurred_at) BETWEEN ? AND ?
             GROUP BY customer_id
         )"""
     ]
@@ -438,10 +438,10 @@ def revenue_by_day(engine: Engine, tenant_id: int, start: date, end: date) -> li
     rows = engine.rows(
         tenant_id,
         f"""
-        SELECT paid_at::DATE AS day, count(*), count(DISTINCT customer_id),
+        SELECT local_day(paid_at) AS day, count(*), count(DISTINCT customer_id),
                sum(paid_fen), sum(paid_fen - refunded_fen)
         FROM orders
-        WHERE status IN {_sql_list(MONEY_STATUSES)} AND paid_at::DATE BETWEEN ? AND ?
+        WHERE status IN {_sql_list(MONEY_STATUSES)} AND local_day(paid_at) BETWEEN ? AND ?
         GROUP BY ALL ORDER BY day
         """,
         [start, end],
@@ -464,7 +464,7 @@ def value_by_channel(
         WITH cohort AS (
             SELECT id, coalesce(source_state, '') AS channel FROM customers
             WHERE merged_into_id IS NULL AND first_added_at IS NOT NULL
-              AND first_added_at::DATE BETWEEN ? AND ?
+              AND local_day(first_added_at) BETWEEN ? AND ?
         ),
         spend AS (
             SELECT customer_id, count(*) FILTER (WHERE status <> 'refunded') AS orders,

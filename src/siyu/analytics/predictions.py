@@ -48,10 +48,10 @@ def purchase_histories(engine: Engine, tenant_id: int, as_of: date) -> list[tupl
         tenant_id,
         """
         WITH days AS (
-            SELECT customer_id, paid_at::DATE AS day, sum(paid_fen - refunded_fen) AS net
+            SELECT customer_id, local_day(paid_at) AS day, sum(paid_fen - refunded_fen) AS net
             FROM orders
             WHERE status IN ('paid', 'partially_refunded') AND customer_id IS NOT NULL
-              AND paid_at::DATE <= ?
+              AND local_day(paid_at) <= ?
             GROUP BY ALL
         ),
         buyers AS (

@@ -276,3 +276,21 @@ def test_a_funnel_by_channel(population, tenant):
     }
     with pytest.raises(ValueError):
         metrics.funnel(engine, tenant.pk, steps=["x"], start=DAY0, end=DAY0)
+
+
+def test_local_days_are_shifted_epochs_only_where_the_offset_never_changes():
+    import duckdb
+
+    from siyu.analytics.engine import _local_day_sql
+
+    assert "make_timestamp" in _local_day_sql("Asia/Shanghai")
+    assert _local_day_sql("Europe/Berlin") == "CAST(moment AS DATE)"  # daylight saving
+    connection = duckdb.connect()
+    connection.execute("SET TimeZone = 'Asia/Shanghai'")
+    connection.execute(f"CREATE MACRO local_day(moment) AS {_local_day_sql('Asia/Shanghai')}")
+    moments = ["2026-11-02 15:59:59+00", "2026-11-02 16:00:00+00", "1999-12-31 16:00:00+00"]
+    for moment in moments:
+        fast, exact = connection.execute(
+            f"SELECT local_day(TIMESTAMPTZ '{moment}'), CAST(TIMESTAMPTZ '{moment}' AS DATE)"
+        ).fetchone()
+        assert fast == exact, moment
