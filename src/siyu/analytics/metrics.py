@@ -205,6 +205,8 @@ def activity(
         WITH active AS (
             SELECT DISTINCT customer_id, local_day(occurred_at) AS day FROM events
             WHERE type IN {_sql_list(types)} AND customer_id IS NOT NULL
+              AND occurred_at >= CAST(CAST(? AS DATE) - 31 AS TIMESTAMPTZ)
+              AND occurred_at < CAST(CAST(? AS DATE) + 2 AS TIMESTAMPTZ)
               AND local_day(occurred_at) BETWEEN CAST(? AS DATE) - 29 AND CAST(? AS DATE)
         ),
         nexts AS (
@@ -241,7 +243,7 @@ def activity(
                max(customers) FILTER (WHERE w = 30)
         FROM counted GROUP BY day ORDER BY day
         """,
-        [start, end, start, end],
+        [start, end, start, end, start, end],
     )
     return [
         {
