@@ -269,7 +269,7 @@ def demo(
     from django.conf import settings
     from django.core.management import call_command
 
-    from siyu.demo import ensure_demo_data
+    from siyu.demo import ensure_demo_data, simulator_shop_options
 
     call_command("migrate", interactive=False, verbosity=0)
     credentials = ensure_demo_data()
@@ -288,6 +288,9 @@ def demo(
         _wait_until_healthy(f"{emulator_url}/control/snapshot", running)
         _connect_demo_corp(emulator_url, port)
         if not no_simulator:
+            shop_options, shop_environment = simulator_shop_options(
+                credentials, f"http://{DEFAULT_HOST}:{port}"
+            )
             running["simulator"] = subprocess.Popen(
                 [
                     *siyu,
@@ -303,7 +306,9 @@ def demo(
                     str(speed),
                     "--scale",
                     str(scale),
-                ]
+                    *shop_options,
+                ],
+                env={**os.environ, **shop_environment},
             )
         click.echo(
             "\n".join(
@@ -437,6 +442,20 @@ def wecom_sync(tenant_slug: str | None, incremental: bool) -> None:
 @click.option("--follow", is_flag=True, help="Keep running live after the back-fill.")
 @click.option("--speed", default=720.0, show_default=True, help="Simulated seconds per second.")
 @click.option("--scale", default=1.0, show_default=True, help="Share of the default traffic.")
+@click.option(
+    "--shop-url",
+    default=f"http://{DEFAULT_HOST}:{DEFAULT_PORT}",
+    show_default=True,
+    help="Siyu's base URL: where the simulated shop posts its orders.",
+)
+@click.option("--shop-tenant", default="", help="Slug of the tenant the shop's orders are for.")
+@click.option(
+    "--shop-secret",
+    envvar="SIYU_SHOP_SECRET",
+    default="",
+    help="The tenant's webhook secret (better: $SIYU_SHOP_SECRET). Without it the shop "
+    "sends no orders.",
+)
 def simulate(
     emulator_url: str,
     corp_id: str | None,
@@ -445,6 +464,9 @@ def simulate(
     follow: bool,
     speed: float,
     scale: float,
+    shop_url: str,
+    shop_tenant: str,
+    shop_secret: str,
 ) -> None:
     """Drive the WeCom emulator with a synthetic population (a living private domain)."""
     from siyu.simulator.cli import run_simulate_cli
@@ -457,6 +479,9 @@ def simulate(
         follow=follow,
         speed=speed,
         scale=scale,
+        shop_url=shop_url,
+        shop_tenant=shop_tenant,
+        shop_secret=shop_secret,
     )
     if code:
         raise SystemExit(code)

@@ -3,7 +3,9 @@
 The brand is connected to the local WeCom emulator exactly as a real brand is connected to
 WeCom: a corp id, a customer-contact secret, a self-built app and callback settings. Its org
 chart lives in the emulator's directory and reaches Siyu through a sync; the simulator then
-brings customers, groups and their changes in through encrypted callbacks.
+brings customers, groups and their changes in through encrypted callbacks, and its shop
+(seed 004's product matrix, in the demo's catalogue) posts orders to the signed order webhook
+with the tenant's webhook secret.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from siyu.commerce import services as commerce
 from siyu.tenancy import services
 from siyu.tenancy.models import Staff, Tenant
 
@@ -47,6 +50,7 @@ class DemoCredentials:
     username: str
     password: str
     api_key_note: str
+    shop_webhook_secret: str = ""  # what the simulated shop signs its orders with
 
 
 def _password_file() -> Path:
@@ -84,7 +88,35 @@ def ensure_demo_data() -> DemoCredentials:
         username=DEMO_ADMIN_USERNAME,
         password=password,
         api_key_note="create one with: siyu apikey add --tenant demo",
+        shop_webhook_secret=ensure_demo_shop(tenant),
     )
+
+
+def ensure_demo_shop(tenant: Tenant) -> str:
+    """The demo shop's catalogue (the simulated shop's products) and its webhook secret: the
+    one set before, else a new one."""
+    from siyu.simulator.shop import PRODUCTS
+
+    for product in PRODUCTS:
+        commerce.upsert_product(
+            tenant,
+            sku=product.sku,
+            name=product.name,
+            price_fen=product.price_fen,
+            price_tier=product.price_tier,
+            category=product.category,
+        )
+    return commerce.webhook_secret(tenant) or commerce.rotate_webhook_secret(tenant)
+
+
+def simulator_shop_options(
+    credentials: DemoCredentials, server_url: str
+) -> tuple[list[str], dict[str, str]]:
+    """What ``siyu simulate`` needs for the demo shop to post its orders to this server: its
+    options, and the environment that carries the secret (kept off the command line, which
+    other users of the machine can read)."""
+    options = ["--shop-url", server_url, "--shop-tenant", DEMO_SLUG]
+    return options, {"SIYU_SHOP_SECRET": credentials.shop_webhook_secret}
 
 
 def emulator_corp(tenant: Tenant, callback_url: str) -> dict[str, Any]:

@@ -144,6 +144,9 @@ class OrderLine(TenantScopedModel):
         verbose_name = _("order line")
         verbose_name_plural = _("order lines")
         ordering = ["order_id", "position"]
+        # an order's lines, within its tenant: SQLite otherwise picks the tenant index and
+        # reads every line of the tenant to replace one order's
+        indexes = [models.Index(fields=["tenant", "order"], name="orderline_order")]
 
     def __str__(self) -> str:
         return f"{self.name} × {self.quantity}"
@@ -163,6 +166,7 @@ class Refund(TenantScopedModel):
         verbose_name = _("refund")
         verbose_name_plural = _("refunds")
         ordering = ["refunded_at", "id"]
+        indexes = [models.Index(fields=["tenant", "order"], name="refund_order")]
         constraints = [
             models.UniqueConstraint(
                 fields=["tenant", "shop_refund_id"], name="refund_unique_shop_refund_id"

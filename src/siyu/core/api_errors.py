@@ -44,6 +44,7 @@ from django.core.exceptions import (
     SuspiciousOperation,
 )
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import gettext as _
 from ninja import NinjaAPI, Schema
@@ -96,6 +97,7 @@ ERROR_CODES: tuple[str, ...] = (
     "payload_too_large",
     "validation_error",
     "throttled",
+    "service_unavailable",
     "internal_error",
 )
 
@@ -266,6 +268,20 @@ def _suspicious(request: HttpRequest, exc: SuspiciousOperation) -> HttpResponse:
     return error_response(400, "bad_request", default_message(400))
 
 
+def _database_error(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """SQLite's write lock still held after the busy timeout (a burst on the embedded
+    database): a 503 the caller may retry, not a 500. Any other database error is one."""
+    if "locked" in str(exc).lower():
+        logger.warning("database busy on %s %s: %s", request.method, request.path, exc)
+        return error_response(
+            503,
+            "service_unavailable",
+            _("The database is busy: retry in a few seconds"),
+            headers={"Retry-After": "5"},
+        )
+    return _unexpected(request, exc)
+
+
 def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     """Log the traceback under an id the client can quote; never send the traceback."""
     error_id = uuid.uuid4().hex
@@ -311,6 +327,7 @@ EXCEPTION_HANDLERS: tuple[tuple[type[Exception], Callable[..., HttpResponse]], .
     (PermissionDenied, _permission_denied),
     (DjangoValidationError, _django_validation_error),
     (SuspiciousOperation, _suspicious),
+    (OperationalError, _database_error),
     (Exception, _unexpected),
 )
 

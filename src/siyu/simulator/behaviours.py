@@ -4,7 +4,8 @@ delete the staff member, bring a friend.
 Each behaviour draws its decisions in ``on_day`` (for every customer, in a fixed order) and
 schedules the actions at times drawn from the day's activity profile; an action checks when
 it runs that it still makes sense (a customer who deleted the staff member earlier that day
-no longer chats). Orders and campaigns register their own behaviours in later issues.
+no longer chats). The shop (orders over Siyu's webhook) lives in ``siyu.simulator.shop``,
+registered after these; campaigns will register their own behaviours.
 """
 
 from __future__ import annotations
@@ -117,3 +118,7 @@ class Referral(Behaviour):
         for customer in day.customers:
             if _chance(day, day.rates.referral, customer, "referral"):
                 day.schedule(day.random_time(), lambda d, c=customer: d.refer(c))
+
+
+# The shop runs after the behaviours above (it sends nothing without a webhook secret).
+from siyu.simulator import shop  # noqa: E402, F401

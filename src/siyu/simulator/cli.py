@@ -14,6 +14,7 @@ import httpx
 
 from siyu.simulator.engine import DAY, Simulator, SimulatorError
 from siyu.simulator.model import DayReport, FunnelRates
+from siyu.simulator.shop import ShopWebhook, shop_of
 from siyu.wecom.emulator.server import EmulatorControl
 
 
@@ -26,22 +27,46 @@ def run_simulate_cli(
     follow: bool,
     speed: float,
     scale: float,
+    shop_url: str = "",
+    shop_tenant: str = "",
+    shop_secret: str = "",
 ) -> int:
     """Run the simulator against the emulator at ``emulator_url``; the exit status.
 
     Back-fills the missing part of ``days`` days of history (with a progress bar), printing
     one line per simulated day, then with ``follow`` plays one day every ``86400 / speed``
     seconds until interrupted (Ctrl-C, SIGTERM).
+
+    With ``shop_secret`` (the tenant's webhook secret), the brand's shop sends its orders to
+    Siyu at ``shop_url`` for the tenant ``shop_tenant``; without, it sends none.
     """
     if scale < 0 or speed <= 0 or days < 0:
         click.echo("simulate: --scale and --days must not be negative, --speed positive", err=True)
         return 2
+    if shop_secret and not (shop_url and shop_tenant):
+        click.echo(
+            "simulate: the shop needs Siyu's URL (--shop-url) and the tenant (--shop-tenant) "
+            "with its webhook secret",
+            err=True,
+        )
+        return 2
     rates = FunnelRates()
-    with _quiet_http_log(), EmulatorControl(emulator_url, corp_id=corp_id) as control:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_quiet_http_log())
+        control = stack.enter_context(EmulatorControl(emulator_url, corp_id=corp_id))
+        webhook = (
+            stack.enter_context(ShopWebhook(shop_url, shop_tenant, shop_secret))
+            if shop_secret
+            else None
+        )
         simulator = Simulator(control, corp_id, seed=seed, rates=rates, scale=scale)
+        shop = shop_of(simulator.behaviours)
+        if shop is not None:
+            shop.connect(webhook)
         try:
             found = simulator.load()
             _introduce(found, rates, seed, scale)
+            _introduce_shop(webhook, running=shop is not None)
             missing = simulator.days_to_backfill(days)
             if missing < days:
                 click.echo(
@@ -80,6 +105,20 @@ def _introduce(found: dict, rates: FunnelRates, seed: int, scale: float) -> None
     )
 
 
+def _introduce_shop(webhook: ShopWebhook | None, *, running: bool) -> None:
+    if webhook is None:
+        click.echo(
+            "Shop: off (no webhook secret: --shop-secret or $SIYU_SHOP_SECRET); no orders sent."
+        )
+    elif not running:
+        click.echo("Shop: not among the simulator's behaviours; no orders sent.")
+    else:
+        click.echo(
+            f"Shop: orders go to {webhook.url} for tenant {webhook.tenant!r}, signed with its "
+            "webhook secret."
+        )
+
+
 def _echo_day(report: DayReport, over_bar: bool = False) -> None:
     # on a terminal the progress bar owns the current line: clear it, print, let it redraw
     prefix = "\r\x1b[K" if over_bar and sys.stdout.isatty() else ""
@@ -102,6 +141,15 @@ def _backfill(simulator: Simulator, days: int) -> None:
         f"History done: {totals['adds']} adds, {totals['group_joins']} group joins, "
         f"{totals['messages']} messages, {totals['deletions']} deletions over {days} days."
     )
+    orders = sum(r.extra.get("orders", 0) for r in reports)
+    if orders:
+        revenue = sum(r.extra.get("revenue_fen", 0) for r in reports)
+        refunds = sum(r.extra.get("refunds", 0) for r in reports)
+        failed = sum(r.extra.get("order_errors", 0) for r in reports)
+        click.echo(
+            f"Shop: {orders} orders, ¥{revenue / 100:,.2f} paid, {refunds} refunds"
+            + (f", {failed} not accepted by Siyu." if failed else ".")
+        )
 
 
 def _follow(simulator: Simulator, speed: float) -> None:

@@ -188,7 +188,7 @@ class Day:
         (``rates.scan_share`` of the time when there are any and no staff member is
         given), else directly (personal QR code, shared card, search)."""
         simulator = self.simulator
-        fields = person.customer_fields()
+        fields = simulator.customer_fields(person)
         result, config_id = None, ""
         if userid is None and simulator.contact_ways and self.rng.random() < self.rates.scan_share:
             config_id = self.rng.choice(simulator.contact_ways)
@@ -539,6 +539,17 @@ class Simulator:
         return max(0, min(requested, missing - 1))
 
     # --- people and groups ---------------------------------------------------------------------
+    def customer_fields(self, person: Person) -> dict[str, Any]:
+        """What the emulator is told about a person becoming a WeChat user of the brand: the
+        person's own fields, and what behaviours with a ``customer_fields(person)`` method
+        know of them (the shop: the unionid its orders carry, so that Siyu can match)."""
+        fields = person.customer_fields()
+        for behaviour in self.behaviours:
+            known = getattr(behaviour, "customer_fields", None)
+            if known is not None:
+                fields.update(known(person))
+        return fields
+
     def next_person(self) -> Person:
         person = self.population.person(self._next_person)
         self._next_person += 1

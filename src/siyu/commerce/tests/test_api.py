@@ -212,3 +212,16 @@ def test_keys_without_the_scope_are_refused(api_as, tenant):
     assert reader.get("/commerce/orders").status_code == 403
     assert reader.post("/commerce/webhook-secret").status_code == 403
     assert reader.get("/commerce/products").status_code == 200
+
+
+def test_a_busy_database_is_a_503_to_retry_not_a_500(anonymous, tenant, secret, monkeypatch):
+    from django.db import OperationalError
+
+    def locked(*args, **kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(services, "ingest_order", locked)
+    response = send(anonymous, tenant, paid_order(), secret)
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert response.json()["error"]["code"] == "service_unavailable"

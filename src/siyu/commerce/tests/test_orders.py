@@ -255,6 +255,8 @@ def test_a_merge_moves_the_duplicates_orders_to_the_survivor(
 
 
 def test_order_facts_read_well_on_the_timeline(tenant):
+    from django.utils import translation
+
     from siyu.customers import timeline
 
     customer = CustomerFactory(tenant=tenant)
@@ -262,6 +264,10 @@ def test_order_facts_read_well_on_the_timeline(tenant):
     lines = (LineIn(sku="CORE-1", quantity=1, unit_price_fen=129900),)
     part = RefundIn(refund_id="R-1", amount_fen=30000, refunded_at=T0 + timedelta(days=1))
     services.ingest_order(tenant, order_in("SO-7", lines=lines, buyer=buyer, refunds=(part,)))
-    texts = [entry.text for entry in timeline.timeline(customer).entries]
+    with translation.override("en"):
+        texts = [entry.text for entry in timeline.timeline(customer).entries]
     assert "Paid order SO-7: ¥1,299.00" in texts
     assert "Order SO-7 partly refunded: ¥300.00" in texts
+    with translation.override("zh-hans"):
+        texts = [entry.text for entry in timeline.timeline(customer).entries]
+    assert "支付了订单 SO-7：¥1,299.00" in texts
