@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any, Literal
 
 from siyu.analytics.engine import Engine
@@ -505,7 +505,3 @@ def _sql_list(values: Sequence[str]) -> str:
             raise ValueError(f"not an event type: {value!r}")
         cleaned.append(f"'{value}'")
     return "(" + ", ".join(cleaned) + ")" if cleaned else "('')"
-
-
-def days_between(start: date, end: date) -> list[date]:
-    return [start + timedelta(days=n) for n in range((end - start).days + 1)]

@@ -53,7 +53,7 @@ from siyu.core.models import BackgroundJob
 from siyu.core.scoping import DataScope
 from siyu.customers import imports as customer_imports
 from siyu.customers import profiles
-from siyu.customers.imports import Problem, Table, detect_format, read_table, report_csv
+from siyu.customers.imports import Problem, Table, checked_upload, read_table, report_csv
 from siyu.customers.io_columns import normalise_header, unguard_formula
 from siyu.tenancy.actor import Actor
 
@@ -160,17 +160,7 @@ def start_import(
     at once; the rows are checked by the job.
     """
     require_import_rights(actor)
-    filename = (filename or "orders.csv").strip()[:100] or "orders.csv"
-    if not content:
-        raise InvalidInput(_("The file is empty"), details={"file": filename})
-    if len(content) > MAX_FILE_BYTES:
-        raise InvalidInput(
-            _("The file is larger than %(limit)d MB: split it into several imports")
-            % {"limit": MAX_FILE_BYTES // (1024 * 1024)},
-            code="file_too_large",
-            details={"file": filename, "bytes": len(content)},
-        )
-    file_format = detect_format(filename, content)
+    filename, file_format = checked_upload(filename, content, "orders.csv")
     label = _("Import orders from %(file)s") % {"file": filename}
     if dry_run:
         label = _("Check orders in %(file)s (dry run)") % {"file": filename}

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -126,11 +127,8 @@ def _ingest(tenant: Any, data: OrderIn, source: str) -> IngestResult:
         order.save()
         _replace_lines(tenant, order, data.lines)
         new_refunds = _add_refunds(tenant, order, data.refunds)
-        order.refunded_fen = sum(
-            Refund.objects.for_tenant(tenant)
-            .filter(order=order)
-            .values_list("amount_fen", flat=True)
-        )
+        refunds = Refund.objects.for_tenant(tenant).filter(order=order)
+        order.refunded_fen = refunds.aggregate(total=Sum("amount_fen"))["total"] or 0
         order.status = _status(order, data)
         order.save(update_fields=["refunded_fen", "status", "updated_at"])
         _record(tenant, order, newly_paid=not paid_before, refunds=new_refunds)

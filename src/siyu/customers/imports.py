@@ -110,17 +110,7 @@ def start_import(
     is refused at once; the rows are checked by the job.
     """
     require_import_rights(actor)
-    filename = (filename or "customers.csv").strip()[:100] or "customers.csv"
-    if not content:
-        raise InvalidInput(_("The file is empty"), details={"file": filename})
-    if len(content) > MAX_FILE_BYTES:
-        raise InvalidInput(
-            _("The file is larger than %(limit)d MB: split it into several imports")
-            % {"limit": MAX_FILE_BYTES // (1024 * 1024)},
-            code="file_too_large",
-            details={"file": filename, "bytes": len(content)},
-        )
-    file_format = detect_format(filename, content)
+    filename, file_format = checked_upload(filename, content, "customers.csv")
     label = _("Import customers from %(file)s") % {"file": filename}
     if dry_run:
         label = _("Check customers in %(file)s (dry run)") % {"file": filename}
@@ -148,6 +138,22 @@ def require_import_rights(actor: Actor) -> None:
                 % {"permission": permission},
                 details={"required_permission": permission},
             )
+
+
+def checked_upload(filename: str, content: bytes, default_name: str) -> tuple[str, str]:
+    """The upload's cleaned name and format, or ``InvalidInput`` for an empty or too large
+    file (shared by every importer: customers, orders)."""
+    filename = (filename or default_name).strip()[:100] or default_name
+    if not content:
+        raise InvalidInput(_("The file is empty"), details={"file": filename})
+    if len(content) > MAX_FILE_BYTES:
+        raise InvalidInput(
+            _("The file is larger than %(limit)d MB: split it into several imports")
+            % {"limit": MAX_FILE_BYTES // (1024 * 1024)},
+            code="file_too_large",
+            details={"file": filename, "bytes": len(content)},
+        )
+    return filename, detect_format(filename, content)
 
 
 def detect_format(filename: str, content: bytes) -> str:

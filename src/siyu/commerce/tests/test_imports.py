@@ -15,13 +15,13 @@ from django.test import Client
 from django.utils import timezone, translation
 from openpyxl import Workbook
 
-from siyu.commerce import imports
 from siyu.commerce import services as commerce
 from siyu.commerce.imports import import_orders, parse_fen, parse_time, start_import
 from siyu.commerce.models import Order, OrderLine, Refund
 from siyu.core.errors import Forbidden, InvalidInput
 from siyu.core.jobs import execute_job
 from siyu.core.models import BackgroundJob, Event
+from siyu.customers import imports as customer_imports
 from siyu.tenancy import services as tenancy
 from siyu.testing.factories import CustomerFactory, StaffFactory
 
@@ -504,7 +504,7 @@ def test_text_that_is_not_a_time_is_refused(cell):
 
 
 def test_a_too_large_or_empty_upload_is_refused_at_once(tenant, system, monkeypatch):
-    monkeypatch.setattr(imports, "MAX_FILE_BYTES", 10)
+    monkeypatch.setattr(customer_imports, "MAX_FILE_BYTES", 10)  # the shared upload limit
     with pytest.raises(InvalidInput, match="larger than 0 MB"):
         start(system, csv_bytes(GOOD_ROWS))
     with pytest.raises(InvalidInput, match="empty"):
